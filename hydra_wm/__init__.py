@@ -1,0 +1,32 @@
+"""hydra-wm: HyDRA hybrid-memory video world model (arXiv 2603.25716) on Wan2.1.
+
+Public names are imported lazily so that `import hydra_wm` stays light (no diffusers/transformers
+import until a loader that needs them is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "DiTConfig": "hydra_wm.config",
+    "dit_config": "hydra_wm.config",
+    "HydraDiT": "hydra_wm.model",
+    "load_dit": "hydra_wm.loading",
+    "load_relative_cameras": "hydra_wm.cameras",
+    "read_video": "hydra_wm.video",
+    "write_video": "hydra_wm.video",
+    "load_vae": "hydra_wm.vae",
+    "load_text_encoder": "hydra_wm.text_encoder",
+    "FlowMatchSchedule": "hydra_wm.flow",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hydra_wm' has no attribute {name!r}")

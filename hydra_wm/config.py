@@ -1,0 +1,129 @@
+"""Typed model configurations with named presets (Wan2.1 `wan/configs/*.py` style: short and flat)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import HydraError
+
+ATTENTION_MODES = ("memory", "full", "window")
+
+
+class ConfigError(HydraError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+def _triple(value, name: str) -> tuple[int, int, int]:
+    try:
+        out = tuple(int(v) for v in value)
+    except TypeError as exc:
+        raise ConfigError(f"{name}: expected three integers, got {value!r}") from exc
+    if len(out) != 3 or min(out) < 1:
+        raise ConfigError(f"{name}: expected three positive integers, got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+def rope_split(head_dim: int) -> tuple[int, int, int]:
+    """Channels of one head given to the (frame, row, column) RoPE axes (REFERENCE.md §1).
+
+    Temporal gets ``d - 2*(d//3)``, each spatial axis ``d//3``: 44/42/42 for d = 128, 8/8/8 for d = 24.
+    Every part must be even because RoPE rotates channel pairs.
+    """
+    spatial = head_dim // 3
+    temporal = head_dim - 2 * spatial
+    if head_dim < 6 or spatial % 2 or temporal % 2:
+        raise ConfigError(
+            f"head_dim {head_dim} cannot be split into even RoPE parts "
+            f"(temporal {temporal}, spatial {spatial}); choose e.g. 24, 64 or 128"
+        )
+    return temporal, spatial, spatial
+
+
+@dataclass
+class DiTConfig:
+    """Wan2.1 DiT with HyDRA's hybrid-memory self-attention."""
+
+    dim: int = 1536
+    """Transformer width D."""
+    in_dim: int = 16
+    """Latent channels C of the input."""
+    out_dim: int = 16
+    """Latent channels of the prediction."""
+    ffn_dim: int = 8960
+    """Hidden width of each block's feed-forward network."""
+    freq_dim: int = 256
+    """Channels of the sinusoidal timestep embedding."""
+    text_dim: int = 4096
+    """Width of the text-encoder embeddings (umT5-XXL: 4096)."""
+    num_heads: int = 12
+    """Attention heads N; head dim d = dim / num_heads."""
+    num_layers: int = 30
+    """Number of DiT blocks."""
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    """Patchify kernel = stride over (frames, rows, columns)."""
+    eps: float = 1e-6
+    """Epsilon of LayerNorm and RMSNorm."""
+    rope_theta: float = 10000.0
+    """RoPE base, per axis."""
+    attention: str = "memory"
+    """Self-attention mode: `memory` (HyDRA retrieval), `full` (dense, ReCamMaster baseline), `window` (local only)."""
+    window: int = 5
+    """Local window: full-resolution frames every query frame attends to (centred, clamped at the ends)."""
+    top_k: int = 10
+    """Memory frames retrieved per query frame (clamped when fewer are eligible)."""
+    tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)
+    """Memory tokenizer Conv3d kernel = stride over (frames, rows, columns)."""
+    attention_chunk_frames: int = 8
+    """Query frames per windowed/memory attention call: bounds the memory of the gathered keys and values
+    (0: all frames in one call). The result does not depend on it."""
+    camera_dim: int = 12
+    """Length of one relative camera vector (top 3x4 of the pose, row-major)."""
+
+    def __post_init__(self) -> None:
+        self.patch_size = _triple(self.patch_size, "patch_size")
+        self.tokenizer_kernel = _triple(self.tokenizer_kernel, "tokenizer_kernel")
+        for name in ("dim", "in_dim", "out_dim", "ffn_dim", "freq_dim", "text_dim", "num_heads", "num_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if self.dim % self.num_heads:
+            raise ConfigError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.freq_dim % 2:
+            raise ConfigError(f"freq_dim must be even, got {self.freq_dim}")
+        if self.attention not in ATTENTION_MODES:
+            raise ConfigError(f"attention: expected one of {ATTENTION_MODES}, got {self.attention!r}")
+        if self.window < 1:
+            raise ConfigError(f"window: expected >= 1 frames, got {self.window}")
+        if self.attention_chunk_frames < 0:
+            raise ConfigError(f"attention_chunk_frames: expected >= 0, got {self.attention_chunk_frames}")
+        if self.top_k < 0:
+            raise ConfigError(f"top_k: expected >= 0, got {self.top_k}")
+        rope_split(self.head_dim)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    def replace(self, **changes) -> DiTConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DIT_PRESETS: dict[str, DiTConfig] = {
+    # Wan2.1-T2V-1.3B (wan/configs/wan_t2v_1_3B.py) plus HyDRA's memory settings.
+    "wan2.1-t2v-1.3b": DiTConfig(),
+    # Tiny model every unit test uses: head dim 24 (RoPE split 8/8/8), 2 blocks.
+    "debug": DiTConfig(
+        dim=48, in_dim=4, out_dim=4, ffn_dim=64, freq_dim=32, text_dim=16, num_heads=2, num_layers=2
+    ),
+}
+
+
+def dit_config(name: str, **overrides) -> DiTConfig:
+    """A preset by name, with optional field overrides."""
+    if name not in DIT_PRESETS:
+        raise ConfigError(f"unknown DiT preset {name!r}; known: {', '.join(sorted(DIT_PRESETS))}")
+    return DIT_PRESETS[name].replace(**overrides)
+

@@ -1,0 +1,146 @@
+"""Flatland configuration: one typed dataclass, validated on construction, with presets by name."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+SCENE_STYLES = ("meadow", "desert", "city", "snow", "dusk")
+
+
+def _range(value, name: str, cast=float, minimum=None, maximum=None) -> tuple:
+    """A (low, high) pair; a single number means (value, value)."""
+    if isinstance(value, (int, float)):
+        value = (value, value)
+    try:
+        low, high = (cast(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"flatland config {name}: expected a number or a (low, high) pair, got {value!r}"
+        ) from exc
+    if low > high:
+        raise InputError(f"flatland config {name}: low {low} is above high {high}")
+    if minimum is not None and low < minimum:
+        raise InputError(f"flatland config {name}: expected values >= {minimum}, got {low}")
+    if maximum is not None and high > maximum:
+        raise InputError(f"flatland config {name}: expected values <= {maximum}, got {high}")
+    return (low, high)
+
+
+@dataclass
+class FlatlandConfig:
+    """A miniature HM-World: a camera pans inside a wrapping panorama; subjects walk out of view and back.
+
+    Ranges are (low, high) pairs sampled uniformly per clip. Frame counts are video frames.
+    """
+
+    height: int = 48
+    """Frame height H in pixels."""
+    width: int = 80
+    """Frame width W in pixels (48x80 keeps HM-World's 480x832 aspect and divides by 16)."""
+    context_frames: int = 21
+    """Frames of the condition clip (`cond.mp4`); 4k+1 maps to k+1 latent frames of the Wan VAE."""
+    target_frames: int = 21
+    """Frames of the target clip (`tgt.mp4`)."""
+    fov_deg: float = 90.0
+    """Horizontal field of view; the panorama is `width * 360 / fov_deg` pixels around."""
+    num_subjects: tuple[int, int] = (1, 3)
+    """Subjects per clip."""
+    pan_range_deg: tuple[float, float] = (90.0, 150.0)
+    """Peak-to-peak amplitude of the camera's back-and-forth yaw pan."""
+    sweep_frames: tuple[int, int] | None = None
+    """Frames per half sweep (one end to the other); None: between half and all of the context length.
+    Must fit inside the context so that the context sees every view the target will show."""
+    out_of_view_frames: tuple[int, int] = (8, 30)
+    """Duration of the guaranteed exit-entry event: frames the subject spends wholly out of view."""
+    subject_height: tuple[float, float] = (0.38, 0.52)
+    """Subject sprite height as a fraction of the frame height."""
+    subject_speed_deg: tuple[float, float] = (0.6, 1.8)
+    """Walking speed in degrees of panorama per frame (the camera pans several times faster)."""
+    scene_styles: tuple[str, ...] = SCENE_STYLES
+    """Scene styles to draw from (see `scenery.SCENE_STYLES`)."""
+    fps: int = 15
+    """Frame rate written into the mp4 files (HM-World's output rate)."""
+    max_attempts: int = 400
+    """Trajectory draws tried per clip before giving up on the event constraints."""
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width", "context_frames", "target_frames", "fps", "max_attempts"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(
+                    f"flatland config {name}: expected a positive integer, got {getattr(self, name)!r}"
+                )
+        if self.height < 12 or self.width < 12:
+            raise InputError(
+                f"flatland config height/width: expected >= 12 pixels, got {self.height}x{self.width}"
+            )
+        if self.context_frames < 4 or self.target_frames < 2:
+            raise InputError(
+                f"flatland config context_frames/target_frames: expected >= 4 and >= 2, "
+                f"got {self.context_frames} and {self.target_frames}"
+            )
+        if not 10.0 <= self.fov_deg <= 180.0:
+            raise InputError(f"flatland config fov_deg: expected 10..180 degrees, got {self.fov_deg}")
+        self.num_subjects = _range(self.num_subjects, "num_subjects", int, 1, 3)
+        self.pan_range_deg = _range(self.pan_range_deg, "pan_range_deg", float, 0.0, 360.0 - self.fov_deg)
+        if self.sweep_frames is not None:
+            self.sweep_frames = _range(self.sweep_frames, "sweep_frames", int, 2, self.context_frames - 1)
+        self.out_of_view_frames = _range(self.out_of_view_frames, "out_of_view_frames", int, 1)
+        if self.out_of_view_frames[0] > self.context_frames + self.target_frames - 3:
+            raise InputError(
+                f"flatland config out_of_view_frames: minimum {self.out_of_view_frames[0]} does not fit "
+                f"a clip "
+                f"of {self.context_frames}+{self.target_frames} frames"
+            )
+        self.subject_height = _range(self.subject_height, "subject_height", float, 0.1, 0.7)
+        self.subject_speed_deg = _range(self.subject_speed_deg, "subject_speed_deg", float, 0.0)
+        self.scene_styles = tuple(self.scene_styles)
+        unknown = [s for s in self.scene_styles if s not in SCENE_STYLES]
+        if not self.scene_styles or unknown:
+            raise InputError(
+                f"flatland config scene_styles: expected some of {SCENE_STYLES}, got {self.scene_styles}"
+            )
+
+    @property
+    def panorama_width(self) -> int:
+        """Pixels around the full 360 degrees; one panorama column is the camera's yaw quantum."""
+        return round(self.width * 360.0 / self.fov_deg)
+
+    @property
+    def total_frames(self) -> int:
+        return self.context_frames + self.target_frames
+
+    def half_sweep_range(self) -> tuple[int, int]:
+        """Frames per half sweep; by default half..all of the context (so the context holds a full sweep)."""
+        if self.sweep_frames is not None:
+            return self.sweep_frames
+        return (max(2, (self.context_frames - 1) // 2), self.context_frames - 1)
+
+    def replace(self, **changes) -> FlatlandConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
+    # HM-World in miniature: 48x80 (HM-World's aspect), 21+21 frames (6+6 Wan latent frames).
+    "default": FlatlandConfig(),
+    # The issue-8 probe's size: 32x32, 20+20 frames for a codec without temporal compression.
+    "small": FlatlandConfig(
+        height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24)
+    ),
+    # What unit tests use: tiny and quick.
+    "debug": FlatlandConfig(
+        height=16, width=24, context_frames=9, target_frames=9, out_of_view_frames=(2, 12)
+    ),
+}
+
+
+def flatland_config(name: str = "default", **overrides) -> FlatlandConfig:
+    """A preset by name, with optional field overrides."""
+    if name not in FLATLAND_PRESETS:
+        raise InputError(f"unknown flatland preset {name!r}; known: {', '.join(sorted(FLATLAND_PRESETS))}")
+    return FLATLAND_PRESETS[name].replace(**overrides)

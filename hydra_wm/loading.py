@@ -1,0 +1,170 @@
+"""Load the Wan2.1 / HyDRA DiT from the released files: `load_dit(path)`.
+
+Accepted: `.safetensors`, `.pth`, `.ckpt`/`.pt`; a flat state dict or one wrapped as `{"state_dict": ...}`
+(training checkpoints); the base Wan2.1 DiT (825 keys for 1.3B; HyDRA modules are then initialised as the
+reference does) or a full HyDRA checkpoint (1,065 keys). The model is built on the meta device and the
+checkpoint tensors are assigned into it, so a 2B-parameter file is never held twice.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import Tensor
+
+from .config import DiTConfig
+from .errors import CheckpointError
+from .model import HydraDiT
+
+HYDRA_MODULES = ("self_attn.tokenizer.", "cam_encoder_con.", "cam_encoder_tgt.", "projector.")
+_CONFIG_KEYS = ("dim", "in_dim", "out_dim", "ffn_dim", "freq_dim", "text_dim", "num_heads", "num_layers", "eps")
+_DEFAULT_HEAD_DIM = 128  # Wan2.1 1.3B and 14B both use 128-channel heads
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(state dict, metadata) of a checkpoint file, unwrapping `{"state_dict": ...}`.
+
+    `.pth`/`.ckpt` files are memory-mapped (`mmap=True`), so their tensors are read lazily from disk.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    metadata: dict[str, str] = {}
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = dict(f.metadata() or {})
+                state = {key: f.get_tensor(key) for key in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
+    return state, metadata
+
+
+def config_from_metadata(metadata: dict[str, str], path: Path) -> dict:
+    """Config fields stored as strings in safetensors metadata (`dim`, `patch_size`, ...)."""
+    fields = {}
+    if metadata.get("has_image_input", "False") not in ("False", "false", "0"):
+        raise CheckpointError(f"{path}: metadata has_image_input={metadata['has_image_input']}: image-to-video DiTs are not supported")
+    for key in (*_CONFIG_KEYS, "patch_size"):
+        if key in metadata:
+            try:
+                fields[key] = ast.literal_eval(metadata[key])
+            except (ValueError, SyntaxError) as exc:
+                raise CheckpointError(f"{path}: metadata {key!r}: expected a number or tuple, got {metadata[key]!r}") from exc
+    return fields
+
+
+def config_from_shapes(state: dict[str, Tensor], path: Path) -> dict:
+    """Infer the architecture from tensor shapes (all but the number of heads, which shapes cannot tell)."""
+    needed = ("patch_embedding.weight", "text_embedding.0.weight", "time_embedding.0.weight", "head.head.weight")
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a Wan2.1 DiT checkpoint: missing key(s) {', '.join(missing)}")
+    patch = state["patch_embedding.weight"]
+    dim, in_dim, *patch_size = patch.shape
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
+    return {
+        "dim": dim,
+        "in_dim": in_dim,
+        "patch_size": tuple(patch_size),
+        "out_dim": state["head.head.weight"].shape[0] // math.prod(patch_size),
+        "text_dim": state["text_embedding.0.weight"].shape[1],
+        "freq_dim": state["time_embedding.0.weight"].shape[1],
+        "ffn_dim": state["blocks.0.ffn.0.weight"].shape[0] if "blocks.0.ffn.0.weight" in state else 4 * dim,
+        "num_layers": len(blocks),
+    }
+
+
+def _check_keys(model: HydraDiT, state: dict[str, Tensor], path: Path, hydra: bool) -> None:
+    """One clear error naming a few missing/unexpected keys or wrong shapes."""
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    if not hydra:
+        expected = {k: s for k, s in expected.items() if not any(m in k for m in HYDRA_MODULES)}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(s)}" for k, s in expected.items() if k in state and state[k].shape != s
+    )
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise CheckpointError(f"{path}: does not match the model config: " + "; ".join(problems))
+
+
+def load_dit(
+    path: str | os.PathLike,
+    *,
+    config: DiTConfig | None = None,
+    num_heads: int | None = None,
+    head_dim: int = _DEFAULT_HEAD_DIM,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    **overrides,
+) -> HydraDiT:
+    """Load a Wan2.1 or HyDRA DiT checkpoint; returns the model in eval mode.
+
+    The architecture comes from `config` if given, else from the file's metadata, else from tensor shapes
+    (with `num_heads`, or `head_dim` = 128). `overrides` set other config fields (`attention`, `top_k`,
+    `window`, ...). A base Wan2.1 file (no HyDRA keys) gets HyDRA modules initialised as the reference
+    does, with the tokenizer drawn from a generator seeded by `seed`. `dtype` casts floating tensors.
+    """
+    path = Path(path)
+    state, metadata = read_state_dict(path)
+    state = {k.removeprefix("module."): v for k, v in state.items()} if all(k.startswith("module.") for k in state) else state
+    if config is None:
+        fields = config_from_shapes(state, path)
+        fields.update(config_from_metadata(metadata, path))
+        if num_heads is not None:
+            fields["num_heads"] = num_heads
+        elif "num_heads" not in fields:
+            if fields["dim"] % head_dim:
+                raise CheckpointError(f"{path}: width {fields['dim']} is not divisible by head_dim {head_dim}; pass num_heads")
+            fields["num_heads"] = fields["dim"] // head_dim
+        config = DiTConfig(**fields)
+    if overrides:
+        config = config.replace(**overrides)
+    hydra_keys = [k for k in state if any(m in k for m in HYDRA_MODULES)]
+    expected_hydra = 8 * config.num_layers  # (tokenizer conv, two camera encoders, projector) x (weight, bias)
+    if hydra_keys and len(hydra_keys) != expected_hydra:
+        raise CheckpointError(
+            f"{path}: partial HyDRA checkpoint: {len(hydra_keys)} of {expected_hydra} HyDRA keys present "
+            f"(e.g. {hydra_keys[0]})"
+        )
+    hydra = bool(hydra_keys)
+    with torch.device("meta"):
+        model = HydraDiT(config)
+    _check_keys(model, state, path, hydra)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=hydra, assign=True)
+    if not hydra:
+        hydra_modules = [
+            module
+            for block in model.blocks
+            for module in (block.cam_encoder_con, block.cam_encoder_tgt, block.projector, block.self_attn.tokenizer)
+        ]
+        for module in hydra_modules:
+            module.to_empty(device="cpu")  # materialise in float32, in place
+        model.init_hydra_modules(torch.Generator().manual_seed(seed))
+        for module in hydra_modules:
+            module.to(model.patch_embedding.weight.dtype)
+    return model.to(device).eval()

@@ -1,0 +1,368 @@
+"""The Wan2.1 DiT with HyDRA's hybrid memory, as a pure single-device `nn.Module`.
+
+Layer names follow the original Wan2.1 checkpoint (`patch_embedding`, `blocks.i.self_attn.q`, ...) plus HyDRA's
+per-block `self_attn.tokenizer.conv`, `cam_encoder_con`, `cam_encoder_tgt` and `projector`, so that both the
+base Wan2.1 file and the released `hydra.ckpt` load one-to-one (see `loading.py`). No diffusion logic here:
+the sampler and the training loop call `HydraDiT.forward`.
+
+Dimension names: B batch, C latent channels, F frames (token frames = latent frames / patch_t), H, W token
+grid, L = F*H*W tokens, D width, N heads, d = D/N head dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from .config import DiTConfig, rope_split
+from .errors import InputError
+from .retrieval import (
+    Retrieval,
+    dense_attention,
+    memory_eligibility,
+    relevance_scores,
+    select_memory,
+    windowed_memory_attention,
+)
+
+
+def sinusoidal_embedding(timestep: Tensor, dim: int) -> Tensor:
+    """(B,) -> (B, dim) float64: cosine half first, then sine; frequencies 10000^(-i/(dim/2)).
+
+    Wan2.1 `wan/modules/model.py::sinusoidal_embedding_1d`; computed in float64 like the reference.
+    """
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = torch.outer(timestep.to(torch.float64), freqs)  # (B, dim/2)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the full width, computed in float32, then times the weight (Wan2.1 WanRMSNorm)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 (Wan2.1 WanLayerNorm), returned in the input dtype."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+class Rope3D:
+    """3-D rotary position tables for one head: channels split over (frame, row, column).
+
+    Positions may be fractional (memory tokens sit between the frames they summarise). Tables are computed
+    per forward from the positions: a few hundred KB, cheaper than any cache and never stale.
+    """
+
+    def __init__(self, head_dim: int, theta: float):
+        self.parts = rope_split(head_dim)
+        self.theta = theta
+
+    def angles(self, frame: Tensor, row: Tensor, col: Tensor) -> Tensor:
+        """Positions (L,) each -> rotation angles (L, d/2), float64."""
+        out = []
+        for pos, part in zip((frame, row, col), self.parts):
+            inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=pos.device) / part)
+            out.append(torch.outer(pos.to(torch.float64), inv_freq))
+        return torch.cat(out, dim=1)
+
+    def grid(self, frames: int, rows: int, cols: int, strides=(1, 1, 1), offsets=(0.0, 0.0, 0.0), device=None):
+        """(L, 1, d/2) complex64 rotations for a frame-major grid at positions offset + stride * index."""
+        f, r, c = torch.meshgrid(
+            torch.arange(frames, device=device, dtype=torch.float64) * strides[0] + offsets[0],
+            torch.arange(rows, device=device, dtype=torch.float64) * strides[1] + offsets[1],
+            torch.arange(cols, device=device, dtype=torch.float64) * strides[2] + offsets[2],
+            indexing="ij",
+        )
+        angles = self.angles(f.flatten(), r.flatten(), c.flatten())[:, None, :]  # (L, 1, d/2)
+        return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+
+
+def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
+    """Rotate adjacent channel pairs (2i, 2i+1) as complex numbers (float32 maths). x: (B, L, N, d)."""
+    pairs = torch.view_as_complex(rearrange(x.float(), "b l n (c two) -> b l n c two", two=2).contiguous())
+    return rearrange(torch.view_as_real(pairs * rotation), "b l n c two -> b l n (c two)").to(x.dtype)
+
+
+class MemoryTokenizer(nn.Module):
+    """Compresses (B, D, F, H, W) features into memory tokens with one strided Conv3d (kernel = stride)."""
+
+    def __init__(self, dim: int, kernel: tuple[int, int, int]):
+        super().__init__()
+        self.conv = nn.Conv3d(dim, dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class SelfAttention(nn.Module):
+    """Wan2.1 self-attention with HyDRA's three modes: `memory`, `full` and `window`."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.cfg = cfg
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, cfg.eps)
+        self.norm_k = RMSNorm(dim, cfg.eps)
+        self.tokenizer = MemoryTokenizer(dim, cfg.tokenizer_kernel)
+
+    def forward(self, h: Tensor, grid: tuple[int, int, int], rope: dict) -> tuple[Tensor, Retrieval | None]:
+        """h: (B, L, D) modulated input -> ((B, L, D), retrieval or None)."""
+        cfg = self.cfg
+        frames, rows, cols = grid
+        q = self.norm_q(self.q(h))
+        k = self.norm_k(self.k(h))
+        v = self.v(h)
+        heads = lambda t: rearrange(t, "b l (n d) -> b l n d", n=cfg.num_heads)  # (B, L, N, d)
+        q_rot = apply_rope(heads(q), rope["tokens"])
+        k_rot = apply_rope(heads(k), rope["tokens"])
+        retrieval = None
+        if cfg.attention == "full":
+            out = dense_attention(q_rot, k_rot, heads(v))
+        elif cfg.attention == "window" or cfg.top_k == 0:
+            out = windowed_memory_attention(
+                q_rot, k_rot, heads(v), frames, cfg.window, chunk_frames=cfg.attention_chunk_frames
+            )
+        else:
+            memory = self.tokenizer(rearrange(h, "b (f h w) d -> b d f h w", f=frames, h=rows))
+            mem_frames = memory.shape[2]
+            memory = rearrange(memory, "b d f h w -> b (f h w) d")  # (B, Lm, D)
+            k_mem = self.norm_k(self.k(memory))
+            v_mem = self.v(memory)
+            eligible = memory_eligibility(frames, mem_frames, cfg.window, cfg.tokenizer_kernel[0], h.device)
+            scores = relevance_scores(
+                rearrange(q, "b (f t) d -> b f t d", f=frames),
+                rearrange(k_mem, "b (f t) d -> b f t d", f=mem_frames),
+                eligible,
+            )
+            retrieval = select_memory(scores, cfg.top_k)
+            out = windowed_memory_attention(
+                q_rot,
+                k_rot,
+                heads(v),
+                frames,
+                cfg.window,
+                k_mem=apply_rope(heads(k_mem), rope["memory"]),
+                v_mem=heads(v_mem),
+                retrieval=retrieval,
+                chunk_frames=cfg.attention_chunk_frames,
+            )
+        return self.o(rearrange(out, "b l n d -> b l (n d)")), retrieval
+
+
+class CrossAttention(nn.Module):
+    """Attention from video tokens to text embeddings (no RoPE, no mask: padded text rows are zero)."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.num_heads = cfg.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, cfg.eps)
+        self.norm_k = RMSNorm(dim, cfg.eps)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """x: (B, L, D), context: (B, Lt, D) -> (B, L, D)."""
+        heads = lambda t: rearrange(t, "b l (n d) -> b n l d", n=self.num_heads)
+        q = heads(self.norm_q(self.q(x)))
+        k = heads(self.norm_k(self.k(context)))
+        out = F.scaled_dot_product_attention(q, k, heads(self.v(context)))  # (B, N, L, d)
+        return self.o(rearrange(out, "b n l d -> b l (n d)"))
+
+
+class DiTBlock(nn.Module):
+    """One Wan2.1 block with HyDRA's camera encoders and output projector."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(cfg)
+        self.norm3 = LayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
+        self.cross_attn = CrossAttention(cfg)
+        self.norm2 = LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.cam_encoder_con = nn.Linear(cfg.camera_dim, dim)
+        self.cam_encoder_tgt = nn.Linear(cfg.camera_dim, dim)
+        self.projector = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: Tensor, context: Tensor, t_mod: Tensor, cameras: tuple[Tensor, Tensor], grid, rope: dict
+    ) -> tuple[Tensor, Retrieval | None]:
+        """x: (B, L, D), context: (B, Lt, D), t_mod: (B, 6, D), cameras: (B, Fc, 12), (B, Ft, 12)."""
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.modulation + t_mod).chunk(6, dim=1)
+        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        # Camera embeddings join the attention input only (not the residual stream), one per frame.
+        cam_context, cam_target = cameras
+        camera = torch.cat([self.cam_encoder_con(cam_context), self.cam_encoder_tgt(cam_target)], dim=1)  # (B,F,D)
+        h = rearrange(
+            rearrange(h, "b (f t) d -> b f t d", f=grid[0]) + camera[:, :, None, :], "b f t d -> b (f t) d"
+        )  # (B, L, D)
+        attn, retrieval = self.self_attn(h, grid, rope)
+        x = x + gate_msa * self.projector(attn)
+        x = x + self.cross_attn(self.norm3(x), context)  # no gate (Wan2.1)
+        x = x + gate_mlp * self.ffn(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x, retrieval
+
+
+class Head(nn.Module):
+    """Output head: modulated LayerNorm and a Linear to out_dim x patch values per token."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.norm = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
+        self.head = nn.Linear(cfg.dim, cfg.out_dim * math.prod(cfg.patch_size))
+        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """x: (B, L, D), t: (B, D) time embedding (not t_mod) -> (B, L, out_dim * prod(patch))."""
+        shift, scale = (self.modulation + t[:, None, :]).chunk(2, dim=1)  # (B, 1, D) each; works for B > 1
+        return self.head(modulate(self.norm(x), shift, scale))
+
+
+class HydraDiT(nn.Module):
+    """Wan2.1 text-to-video DiT with HyDRA hybrid memory and camera conditioning."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.num_layers))
+        self.head = Head(cfg)
+        self.rope = Rope3D(cfg.head_dim, cfg.rope_theta)
+
+    # ---------------------------------------------------------------- initialisation
+    def init_weights(self) -> None:
+        """Wan2.1's initialisation for the base model, then HyDRA's for its own modules."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
+        nn.init.zeros_(self.patch_embedding.bias)
+        for seq in (self.text_embedding, self.time_embedding):
+            for module in seq.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=0.02)
+        nn.init.zeros_(self.head.head.weight)
+        for module in [*self.blocks, self.head]:
+            nn.init.normal_(module.modulation, std=self.cfg.dim**-0.5)
+        self.init_hydra_modules()
+
+    def init_hydra_modules(self, generator: torch.Generator | None = None) -> None:
+        """HyDRA's additions as the reference initialises them on top of a base Wan2.1 model: camera encoders
+        zero, projector identity with zero bias, tokenizer PyTorch's default Conv3d init (kaiming-uniform,
+        drawn from `generator` when given so that loading a base checkpoint is reproducible).
+        With this, an untrained HyDRA model is the base model plus the retrieval attention pattern."""
+        with torch.no_grad():
+            for block in self.blocks:
+                for enc in (block.cam_encoder_con, block.cam_encoder_tgt):
+                    enc.weight.zero_()
+                    enc.bias.zero_()
+                block.projector.weight.copy_(torch.eye(self.cfg.dim))
+                block.projector.bias.zero_()
+                conv = block.self_attn.tokenizer.conv
+                fan_in = conv.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)  # = kaiming_uniform(a=sqrt(5)) and the bias rule of nn.Conv3d
+                conv.weight.copy_(torch.empty_like(conv.weight, device="cpu").uniform_(-bound, bound, generator=generator))
+                conv.bias.copy_(torch.empty_like(conv.bias, device="cpu").uniform_(-bound, bound, generator=generator))
+
+    # ---------------------------------------------------------------- forward
+    def _check_inputs(self, latents, cam_context, cam_target, num_context_frames) -> tuple[int, int, int, int]:
+        cfg = self.cfg
+        if latents.ndim != 5 or latents.shape[1] != cfg.in_dim:
+            raise InputError(f"latents: expected (B, {cfg.in_dim}, F, H, W), got {tuple(latents.shape)}")
+        _, _, frames, height, width = latents.shape
+        pt, ph, pw = cfg.patch_size
+        if frames % pt or height % ph or width % pw:
+            raise InputError(f"latents: frames/height/width {frames, height, width} not divisible by patch {cfg.patch_size}")
+        grid = (frames // pt, height // ph, width // pw)
+        n_context = grid[0] // 2 if num_context_frames is None else num_context_frames // pt
+        if not 0 < n_context < grid[0]:
+            raise InputError(f"num_context_frames: expected between 1 and {frames - 1}, got {num_context_frames}")
+        for name, cam, rows in (("cam_context", cam_context, n_context), ("cam_target", cam_target, grid[0] - n_context)):
+            if cam.ndim != 3 or cam.shape[1] != rows or cam.shape[2] != cfg.camera_dim:
+                raise InputError(f"{name}: expected (B, {rows}, {cfg.camera_dim}), one row per frame, got {tuple(cam.shape)}")
+        return (*grid, n_context)
+
+    def rope_tables(self, grid: tuple[int, int, int], device) -> dict:
+        """RoPE (cos, sin) for the full-resolution tokens (integer positions; target frames continue after
+        the context) and for the memory tokens (frame kt*j + (kt-1)/2, row kh*r, column kw*c: REFERENCE §1.1)."""
+        kt, kh, kw = self.cfg.tokenizer_kernel
+        frames, rows, cols = grid
+        return {
+            "tokens": self.rope.grid(frames, rows, cols, device=device),
+            "memory": self.rope.grid(
+                frames // kt, rows // kh, cols // kw, strides=(kt, kh, kw), offsets=((kt - 1) / 2, 0.0, 0.0), device=device
+            ),
+        }
+
+    def forward(
+        self,
+        latents: Tensor,
+        timestep: Tensor,
+        context: Tensor,
+        cam_context: Tensor,
+        cam_target: Tensor,
+        *,
+        num_context_frames: int | None = None,
+        return_retrieval: bool = False,
+    ):
+        """Predict the flow-matching velocity.
+
+        latents: (B, C, F, H, W) = [context frames ; target frames] along F; timestep: (B,) or (1,);
+        context: (B, Lt, text_dim) text embeddings; cam_context: (B, Fc, 12); cam_target: (B, F - Fc, 12);
+        num_context_frames: Fc in latent frames (default F // 2).
+        Returns (B, out_dim, F, H, W), and the list of per-block `Retrieval`s when `return_retrieval`.
+        """
+        frames, rows, cols, _ = self._check_inputs(latents, cam_context, cam_target, num_context_frames)
+        batch = latents.shape[0]
+        dtype = self.patch_embedding.weight.dtype
+        timestep = timestep.reshape(-1).expand(batch) if timestep.numel() == 1 else timestep.reshape(batch)
+        # 1. time: embedding t and six modulation vectors t_mod (shared by context and target frames)
+        t = self.time_embedding(sinusoidal_embedding(timestep, self.cfg.freq_dim).to(dtype))  # (B, D)
+        t_mod = rearrange(self.time_projection(t), "b (six d) -> b six d", six=6)  # (B, 6, D)
+        # 2. text
+        context = self.text_embedding(context.to(dtype))  # (B, Lt, D)
+        # 3. patchify, frame-major token order
+        x = rearrange(self.patch_embedding(latents.to(dtype)), "b d f h w -> b (f h w) d")  # (B, L, D)
+        grid = (frames, rows, cols)
+        rope = self.rope_tables(grid, latents.device)
+        cameras = (cam_context.to(dtype), cam_target.to(dtype))
+        # 4. blocks
+        retrievals = []
+        for block in self.blocks:
+            x, retrieval = block(x, context, t_mod, cameras, grid, rope)
+            retrievals.append(retrieval)
+        # 5. head and unpatchify (channel innermost in the head's output vector)
+        x = self.head(x, t)
+        pt, ph, pw = self.cfg.patch_size
+        out = rearrange(
+            x, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=frames, h=rows, w=cols, pt=pt, ph=ph, pw=pw
+        )  # (B, C, F, H, W)
+        return (out, retrievals) if return_retrieval else out

@@ -1,0 +1,153 @@
+"""HyDRA's hybrid-memory attention: memory tokens, relevance-driven top-k retrieval and the local window.
+
+Pure functions on tensors, used by `model.SelfAttention`. REFERENCE.md §1.1 (paper §3) is the specification:
+
+* every query frame i attends to a local window of `window` full-resolution frames,
+  ``start_i = clamp(i - (window - 1) // 2, 0, F - window)``;
+* plus the `top_k` memory frames (tokenizer output, one memory frame per `kt` frames) with the highest
+  relevance ``S[i, j] = <mean_tokens(q)_i, mean_tokens(k_mem)_j>``, excluding memory frames that lie
+  entirely inside frame i's window (they would duplicate what the window already shows);
+* one softmax over [window keys ; selected memory keys].
+
+The attention is computed for all frames at once: one gather builds each frame's key list from a bank of
+full-resolution and memory tokens, then one batched `scaled_dot_product_attention` call runs over
+(batch x frames). This is exactly the reference's per-frame attention, without its Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+
+@dataclass
+class Retrieval:
+    """What one block retrieved: for each query frame, the chosen memory frames and their scores."""
+
+    indices: Tensor
+    """(B, F, k) memory-frame indices, best first."""
+    scores: Tensor
+    """(B, F, k) relevance scores of the chosen memory frames (float32)."""
+    valid: Tensor
+    """(B, F, k) False where fewer than k memory frames were eligible and the slot is unused."""
+    all_scores: Tensor
+    """(B, F, Fm) relevance of every memory frame, -inf where excluded by the window (float32)."""
+
+
+def window_starts(num_frames: int, window: int, device: torch.device | None = None) -> Tensor:
+    """(F,) first frame of each frame's local window, centred and clamped to the clip."""
+    window = min(window, num_frames)
+    frames = torch.arange(num_frames, device=device)
+    return (frames - (window - 1) // 2).clamp(0, num_frames - window)
+
+
+def memory_eligibility(
+    num_frames: int, num_memory_frames: int, window: int, frames_per_memory: int, device=None
+) -> Tensor:
+    """(F, Fm) bool: True where memory frame j is not entirely inside frame i's window.
+
+    Memory frame j summarises frames ``kt*j .. kt*j + kt - 1`` (kt = tokenizer temporal stride).
+    """
+    window = min(window, num_frames)
+    start = window_starts(num_frames, window, device)[:, None]  # (F, 1)
+    first = torch.arange(num_memory_frames, device=device)[None, :] * frames_per_memory  # (1, Fm)
+    last = first + frames_per_memory - 1
+    inside = (first >= start) & (last <= start + window - 1)
+    return ~inside
+
+
+def relevance_scores(q: Tensor, k_mem: Tensor, eligible: Tensor) -> Tensor:
+    """(B, F, Fm) float32 relevance of memory frames to query frames.
+
+    q: (B, F, T, D) queries before RoPE; k_mem: (B, Fm, Tm, D) memory keys before RoPE;
+    eligible: (F, Fm). Computed in float32 whatever the model dtype, so that bf16 rounding cannot
+    change which frames are retrieved. No 1/sqrt(d): the reference scores with a plain dot product.
+    """
+    q_mean = q.float().mean(dim=2)  # (B, F, D)
+    k_mean = k_mem.float().mean(dim=2)  # (B, Fm, D)
+    scores = torch.einsum("bfd,bmd->bfm", q_mean, k_mean)
+    return scores.masked_fill(~eligible, float("-inf"))
+
+
+@torch.no_grad()
+def select_memory(scores: Tensor, top_k: int) -> Retrieval:
+    """Top-k memory frames per query frame. k is clamped to the number of memory frames; where a frame
+    has fewer eligible memory frames than k, the extra slots are marked invalid (masked in attention)
+    instead of picking excluded frames as the reference would. No gradient flows through the choice."""
+    k = min(top_k, scores.shape[-1])
+    top_scores, top_idx = scores.topk(k, dim=-1)
+    return Retrieval(top_idx, top_scores, torch.isfinite(top_scores), scores)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The one attention dispatch: (B, N, Lq, d) x (B, N, Lk, d) -> (B, N, Lq, d), scale 1/sqrt(d).
+
+    torch's SDPA picks the fastest exact kernel for the device (flash on CPU and CUDA); no
+    installed-package-dependent choice of backend.
+    """
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def dense_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Attention of every token to every token: (B, L, N, d) -> (B, L, N, d)."""
+    out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, N, L, d)
+    return out.transpose(1, 2)
+
+
+def windowed_memory_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    num_frames: int,
+    window: int,
+    k_mem: Tensor | None = None,
+    v_mem: Tensor | None = None,
+    retrieval: Retrieval | None = None,
+    chunk_frames: int = 0,
+) -> Tensor:
+    """Each query frame attends to its local window plus (optionally) its retrieved memory frames.
+
+    q, k, v: (B, F*T, N, d) full-resolution tokens after RoPE, frame-major.
+    k_mem, v_mem: (B, Fm*Tm, N, d) memory tokens after RoPE; retrieval: the chosen memory frames.
+    chunk_frames: query frames per attention call (0: all at once).
+    Returns (B, F*T, N, d).
+    """
+    B, L, N, d = q.shape
+    T = L // num_frames
+    window = min(window, num_frames)
+    device = q.device
+    # Token indices into the key bank [full-resolution tokens ; memory tokens], per query frame.
+    starts = window_starts(num_frames, window, device)  # (F,)
+    window_frames = starts[:, None] + torch.arange(window, device=device)  # (F, w)
+    tokens = torch.arange(T, device=device)
+    window_tokens = rearrange(window_frames[:, :, None] * T + tokens, "f w t -> f (w t)")  # (F, w*T)
+    index = window_tokens.expand(B, -1, -1)  # (B, F, w*T)
+    key_bank, value_bank, mask = k, v, None
+    if retrieval is not None and k_mem is not None and v_mem is not None:
+        Tm = k_mem.shape[1] // retrieval.all_scores.shape[-1]
+        mem_tokens = retrieval.indices[..., None] * Tm + torch.arange(Tm, device=device)  # (B, F, k, Tm)
+        mem_tokens = rearrange(mem_tokens, "b f k t -> b f (k t)") + L
+        index = torch.cat([index, mem_tokens], dim=2)  # (B, F, Lk)
+        key_bank = torch.cat([k, k_mem], dim=1)  # (B, L + Lm, N, d)
+        value_bank = torch.cat([v, v_mem], dim=1)
+        if not bool(retrieval.valid.all()):
+            # Unused slots (fewer eligible memory frames than k): mask their keys out.
+            slot_ok = retrieval.valid.repeat_interleave(Tm, dim=2)  # (B, F, k*Tm)
+            mask = torch.cat([torch.ones_like(index[..., : window * T], dtype=torch.bool), slot_ok], dim=2)
+    queries = rearrange(q, "b (f t) n d -> b f n t d", f=num_frames)  # (B, F, N, T, d)
+    out = torch.empty_like(queries)
+    batch = torch.arange(B, device=device)[:, None, None]
+    step = chunk_frames if chunk_frames > 0 else num_frames
+    # Query frames in chunks only bound the memory of the gathered keys/values; the result is identical.
+    for first in range(0, num_frames, step):
+        frames = slice(first, first + step)
+        keys = rearrange(key_bank[batch, index[:, frames]], "b f l n d -> (b f) n l d")  # (B*f, N, Lk, d)
+        values = rearrange(value_bank[batch, index[:, frames]], "b f l n d -> (b f) n l d")
+        chunk_mask = None if mask is None else rearrange(mask[:, frames], "b f l -> (b f) 1 1 l")
+        chunk_out = attention(rearrange(queries[:, frames], "b f n t d -> (b f) n t d"), keys, values, chunk_mask)
+        out[:, frames] = rearrange(chunk_out, "(b f) n t d -> b f n t d", b=B)
+    return rearrange(out, "b f n t d -> b (f t) n d")
