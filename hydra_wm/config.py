@@ -74,7 +74,7 @@ class DiTConfig:
     """Memory frames retrieved per query frame (clamped when fewer are eligible)."""
     tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)
     """Memory tokenizer Conv3d kernel = stride over (frames, rows, columns)."""
-    attention_chunk_frames: int = 8
+    attention_chunk_frames: int = 4
     """Query frames per windowed/memory attention call: bounds the memory of the gathered keys and values
     (0: all frames in one call). The result does not depend on it."""
     camera_dim: int = 12
@@ -115,9 +115,7 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     # Wan2.1-T2V-1.3B (wan/configs/wan_t2v_1_3B.py) plus HyDRA's memory settings.
     "wan2.1-t2v-1.3b": DiTConfig(),
     # Tiny model every unit test uses: head dim 24 (RoPE split 8/8/8), 2 blocks.
-    "debug": DiTConfig(
-        dim=48, in_dim=4, out_dim=4, ffn_dim=64, freq_dim=32, text_dim=16, num_heads=2, num_layers=2
-    ),
+    "debug": DiTConfig(dim=48, in_dim=4, out_dim=4, ffn_dim=64, freq_dim=32, text_dim=16, num_heads=2, num_layers=2),
 }
 
 
@@ -126,4 +124,3 @@ def dit_config(name: str, **overrides) -> DiTConfig:
     if name not in DIT_PRESETS:
         raise ConfigError(f"unknown DiT preset {name!r}; known: {', '.join(sorted(DIT_PRESETS))}")
     return DIT_PRESETS[name].replace(**overrides)
-

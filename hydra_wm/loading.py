@@ -59,13 +59,17 @@ def config_from_metadata(metadata: dict[str, str], path: Path) -> dict:
     """Config fields stored as strings in safetensors metadata (`dim`, `patch_size`, ...)."""
     fields = {}
     if metadata.get("has_image_input", "False") not in ("False", "false", "0"):
-        raise CheckpointError(f"{path}: metadata has_image_input={metadata['has_image_input']}: image-to-video DiTs are not supported")
+        raise CheckpointError(
+            f"{path}: metadata has_image_input={metadata['has_image_input']}: image-to-video DiTs are not supported"
+        )
     for key in (*_CONFIG_KEYS, "patch_size"):
         if key in metadata:
             try:
                 fields[key] = ast.literal_eval(metadata[key])
             except (ValueError, SyntaxError) as exc:
-                raise CheckpointError(f"{path}: metadata {key!r}: expected a number or tuple, got {metadata[key]!r}") from exc
+                raise CheckpointError(
+                    f"{path}: metadata {key!r}: expected a number or tuple, got {metadata[key]!r}"
+                ) from exc
     return fields
 
 
@@ -129,7 +133,11 @@ def load_dit(
     """
     path = Path(path)
     state, metadata = read_state_dict(path)
-    state = {k.removeprefix("module."): v for k, v in state.items()} if all(k.startswith("module.") for k in state) else state
+    state = (
+        {k.removeprefix("module."): v for k, v in state.items()}
+        if all(k.startswith("module.") for k in state)
+        else state
+    )
     if config is None:
         fields = config_from_shapes(state, path)
         fields.update(config_from_metadata(metadata, path))
@@ -137,7 +145,9 @@ def load_dit(
             fields["num_heads"] = num_heads
         elif "num_heads" not in fields:
             if fields["dim"] % head_dim:
-                raise CheckpointError(f"{path}: width {fields['dim']} is not divisible by head_dim {head_dim}; pass num_heads")
+                raise CheckpointError(
+                    f"{path}: width {fields['dim']} is not divisible by head_dim {head_dim}; pass num_heads"
+                )
             fields["num_heads"] = fields["dim"] // head_dim
         config = DiTConfig(**fields)
     if overrides:

@@ -50,20 +50,23 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return normed.to(x.dtype) * self.weight
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # fused: no full-size temporaries
+        return F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype) * self.weight
 
 
 class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 (Wan2.1 WanLayerNorm), returned in the input dtype."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    return x * (1 + scale) + shift
+    """x * (1 + scale) + shift, in one pass (addcmul allocates only the output)."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 class Rope3D:
@@ -80,7 +83,7 @@ class Rope3D:
     def angles(self, frame: Tensor, row: Tensor, col: Tensor) -> Tensor:
         """Positions (L,) each -> rotation angles (L, d/2), float64."""
         out = []
-        for pos, part in zip((frame, row, col), self.parts):
+        for pos, part in zip((frame, row, col), self.parts, strict=True):
             inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=pos.device) / part)
             out.append(torch.outer(pos.to(torch.float64), inv_freq))
         return torch.cat(out, dim=1)
@@ -130,36 +133,26 @@ class SelfAttention(nn.Module):
         """h: (B, L, D) modulated input -> ((B, L, D), retrieval or None)."""
         cfg = self.cfg
         frames, rows, cols = grid
+        heads = lambda t: rearrange(t, "b l (n d) -> b l n d", n=cfg.num_heads)  # (B, L, N, d)
         q = self.norm_q(self.q(h))
         k = self.norm_k(self.k(h))
-        v = self.v(h)
-        heads = lambda t: rearrange(t, "b l (n d) -> b l n d", n=cfg.num_heads)  # (B, L, N, d)
-        q_rot = apply_rope(heads(q), rope["tokens"])
-        k_rot = apply_rope(heads(k), rope["tokens"])
-        retrieval = None
+        v = heads(self.v(h))
+        memory = None
+        if cfg.attention == "memory" and cfg.top_k > 0:
+            memory = self._retrieve(h, q, grid)  # scores use q before RoPE
+        # Rebinding q and k frees the un-rotated copies early (the full-resolution activations dominate memory).
+        q = apply_rope(heads(q), rope["tokens"])
+        k = apply_rope(heads(k), rope["tokens"])
         if cfg.attention == "full":
-            out = dense_attention(q_rot, k_rot, heads(v))
-        elif cfg.attention == "window" or cfg.top_k == 0:
-            out = windowed_memory_attention(
-                q_rot, k_rot, heads(v), frames, cfg.window, chunk_frames=cfg.attention_chunk_frames
-            )
+            out = dense_attention(q, k, v)
+        elif memory is None:
+            out = windowed_memory_attention(q, k, v, frames, cfg.window, chunk_frames=cfg.attention_chunk_frames)
         else:
-            memory = self.tokenizer(rearrange(h, "b (f h w) d -> b d f h w", f=frames, h=rows))
-            mem_frames = memory.shape[2]
-            memory = rearrange(memory, "b d f h w -> b (f h w) d")  # (B, Lm, D)
-            k_mem = self.norm_k(self.k(memory))
-            v_mem = self.v(memory)
-            eligible = memory_eligibility(frames, mem_frames, cfg.window, cfg.tokenizer_kernel[0], h.device)
-            scores = relevance_scores(
-                rearrange(q, "b (f t) d -> b f t d", f=frames),
-                rearrange(k_mem, "b (f t) d -> b f t d", f=mem_frames),
-                eligible,
-            )
-            retrieval = select_memory(scores, cfg.top_k)
+            k_mem, v_mem, retrieval = memory
             out = windowed_memory_attention(
-                q_rot,
-                k_rot,
-                heads(v),
+                q,
+                k,
+                v,
                 frames,
                 cfg.window,
                 k_mem=apply_rope(heads(k_mem), rope["memory"]),
@@ -167,7 +160,23 @@ class SelfAttention(nn.Module):
                 retrieval=retrieval,
                 chunk_frames=cfg.attention_chunk_frames,
             )
-        return self.o(rearrange(out, "b l n d -> b l (n d)")), retrieval
+        return self.o(rearrange(out, "b l n d -> b l (n d)")), (memory[2] if memory else None)
+
+    def _retrieve(self, h: Tensor, q: Tensor, grid: tuple[int, int, int]) -> tuple[Tensor, Tensor, Retrieval]:
+        """Memory tokens (keys/values through the block's own projections) and the top-k choice per frame."""
+        frames, rows, _ = grid
+        memory = self.tokenizer(rearrange(h, "b (f h w) d -> b d f h w", f=frames, h=rows))  # (B, D, Fm, Hm, Wm)
+        mem_frames = memory.shape[2]
+        memory = rearrange(memory, "b d f h w -> b (f h w) d")  # (B, Lm, D)
+        k_mem = self.norm_k(self.k(memory))
+        v_mem = self.v(memory)
+        eligible = memory_eligibility(frames, mem_frames, self.cfg.window, self.cfg.tokenizer_kernel[0], h.device)
+        scores = relevance_scores(
+            rearrange(q, "b (f t) d -> b f t d", f=frames),
+            rearrange(k_mem, "b (f t) d -> b f t d", f=mem_frames),
+            eligible,
+        )
+        return k_mem, v_mem, select_memory(scores, self.cfg.top_k)
 
 
 class CrossAttention(nn.Module):
@@ -220,9 +229,10 @@ class DiTBlock(nn.Module):
             rearrange(h, "b (f t) d -> b f t d", f=grid[0]) + camera[:, :, None, :], "b f t d -> b (f t) d"
         )  # (B, L, D)
         attn, retrieval = self.self_attn(h, grid, rope)
-        x = x + gate_msa * self.projector(attn)
+        del h  # free the attention input before the residual updates (full-resolution activations dominate)
+        x = torch.addcmul(x, gate_msa, self.projector(attn))  # x + gate_msa * projector(attn)
         x = x + self.cross_attn(self.norm3(x), context)  # no gate (Wan2.1)
-        x = x + gate_mlp * self.ffn(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        x = torch.addcmul(x, gate_mlp, self.ffn(modulate(self.norm2(x), shift_mlp, scale_mlp)))
         return x, retrieval
 
 
@@ -249,7 +259,9 @@ class HydraDiT(nn.Module):
         self.cfg = cfg
         dim = cfg.dim
         self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.num_layers))
@@ -289,7 +301,9 @@ class HydraDiT(nn.Module):
                 conv = block.self_attn.tokenizer.conv
                 fan_in = conv.weight[0].numel()
                 bound = 1.0 / math.sqrt(fan_in)  # = kaiming_uniform(a=sqrt(5)) and the bias rule of nn.Conv3d
-                conv.weight.copy_(torch.empty_like(conv.weight, device="cpu").uniform_(-bound, bound, generator=generator))
+                conv.weight.copy_(
+                    torch.empty_like(conv.weight, device="cpu").uniform_(-bound, bound, generator=generator)
+                )
                 conv.bias.copy_(torch.empty_like(conv.bias, device="cpu").uniform_(-bound, bound, generator=generator))
 
     # ---------------------------------------------------------------- forward
@@ -300,14 +314,21 @@ class HydraDiT(nn.Module):
         _, _, frames, height, width = latents.shape
         pt, ph, pw = cfg.patch_size
         if frames % pt or height % ph or width % pw:
-            raise InputError(f"latents: frames/height/width {frames, height, width} not divisible by patch {cfg.patch_size}")
+            raise InputError(
+                f"latents: frames/height/width {frames, height, width} not divisible by patch {cfg.patch_size}"
+            )
         grid = (frames // pt, height // ph, width // pw)
         n_context = grid[0] // 2 if num_context_frames is None else num_context_frames // pt
         if not 0 < n_context < grid[0]:
             raise InputError(f"num_context_frames: expected between 1 and {frames - 1}, got {num_context_frames}")
-        for name, cam, rows in (("cam_context", cam_context, n_context), ("cam_target", cam_target, grid[0] - n_context)):
+        for name, cam, rows in (
+            ("cam_context", cam_context, n_context),
+            ("cam_target", cam_target, grid[0] - n_context),
+        ):
             if cam.ndim != 3 or cam.shape[1] != rows or cam.shape[2] != cfg.camera_dim:
-                raise InputError(f"{name}: expected (B, {rows}, {cfg.camera_dim}), one row per frame, got {tuple(cam.shape)}")
+                raise InputError(
+                    f"{name}: expected (B, {rows}, {cfg.camera_dim}), one row per frame, got {tuple(cam.shape)}"
+                )
         return (*grid, n_context)
 
     def rope_tables(self, grid: tuple[int, int, int], device) -> dict:
@@ -318,7 +339,12 @@ class HydraDiT(nn.Module):
         return {
             "tokens": self.rope.grid(frames, rows, cols, device=device),
             "memory": self.rope.grid(
-                frames // kt, rows // kh, cols // kw, strides=(kt, kh, kw), offsets=((kt - 1) / 2, 0.0, 0.0), device=device
+                frames // kt,
+                rows // kh,
+                cols // kw,
+                strides=(kt, kh, kw),
+                offsets=((kt - 1) / 2, 0.0, 0.0),
+                device=device,
             ),
         }
 

@@ -45,6 +45,4 @@ def run_parity(prefix: str | Path, dtype: torch.dtype = torch.float32, **overrid
         out = model(io["latents"], io["timestep"], io["context"], io["cam_con"], io["cam_tgt"]).float()
     seconds = time.perf_counter() - start
     ref = io["output"]
-    return ParityResult(
-        prefix.name, (out - ref).abs().max().item(), ((out - ref).norm() / ref.norm()).item(), seconds
-    )
+    return ParityResult(prefix.name, (out - ref).abs().max().item(), ((out - ref).norm() / ref.norm()).item(), seconds)

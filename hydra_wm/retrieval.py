@@ -9,9 +9,10 @@ Pure functions on tensors, used by `model.SelfAttention`. REFERENCE.md §1.1 (pa
   entirely inside frame i's window (they would duplicate what the window already shows);
 * one softmax over [window keys ; selected memory keys].
 
-The attention is computed for all frames at once: one gather builds each frame's key list from a bank of
-full-resolution and memory tokens, then one batched `scaled_dot_product_attention` call runs over
-(batch x frames). This is exactly the reference's per-frame attention, without its Python loop.
+The attention is batched over frames: one gather builds every frame's key list (its window's tokens and
+its retrieved memory tokens), then one `scaled_dot_product_attention` call runs over (batch x frames).
+This is exactly the reference's per-frame attention, without its Python loop; `chunk_frames` splits the
+frames into a few groups only to bound the memory of the gathered keys.
 """
 
 from __future__ import annotations
@@ -120,34 +121,38 @@ def windowed_memory_attention(
     T = L // num_frames
     window = min(window, num_frames)
     device = q.device
-    # Token indices into the key bank [full-resolution tokens ; memory tokens], per query frame.
+    # Token indices of each query frame's window, then (optionally) of its retrieved memory frames.
     starts = window_starts(num_frames, window, device)  # (F,)
     window_frames = starts[:, None] + torch.arange(window, device=device)  # (F, w)
     tokens = torch.arange(T, device=device)
-    window_tokens = rearrange(window_frames[:, :, None] * T + tokens, "f w t -> f (w t)")  # (F, w*T)
-    index = window_tokens.expand(B, -1, -1)  # (B, F, w*T)
-    key_bank, value_bank, mask = k, v, None
-    if retrieval is not None and k_mem is not None and v_mem is not None:
+    window_index = rearrange(window_frames[:, :, None] * T + tokens, "f w t -> f (w t)")  # (F, w*T)
+    use_memory = retrieval is not None and k_mem is not None and v_mem is not None
+    if use_memory:
         Tm = k_mem.shape[1] // retrieval.all_scores.shape[-1]
-        mem_tokens = retrieval.indices[..., None] * Tm + torch.arange(Tm, device=device)  # (B, F, k, Tm)
-        mem_tokens = rearrange(mem_tokens, "b f k t -> b f (k t)") + L
-        index = torch.cat([index, mem_tokens], dim=2)  # (B, F, Lk)
-        key_bank = torch.cat([k, k_mem], dim=1)  # (B, L + Lm, N, d)
-        value_bank = torch.cat([v, v_mem], dim=1)
-        if not bool(retrieval.valid.all()):
-            # Unused slots (fewer eligible memory frames than k): mask their keys out.
-            slot_ok = retrieval.valid.repeat_interleave(Tm, dim=2)  # (B, F, k*Tm)
-            mask = torch.cat([torch.ones_like(index[..., : window * T], dtype=torch.bool), slot_ok], dim=2)
+        memory_index = retrieval.indices[..., None] * Tm + torch.arange(Tm, device=device)  # (B, F, k, Tm)
+        memory_index = rearrange(memory_index, "b f k t -> b f (k t)")
+        # Unused slots (fewer eligible memory frames than k) are masked out of the softmax.
+        slot_ok = None if bool(retrieval.valid.all()) else retrieval.valid.repeat_interleave(Tm, dim=2)
     queries = rearrange(q, "b (f t) n d -> b f n t d", f=num_frames)  # (B, F, N, T, d)
     out = torch.empty_like(queries)
     batch = torch.arange(B, device=device)[:, None, None]
     step = chunk_frames if chunk_frames > 0 else num_frames
-    # Query frames in chunks only bound the memory of the gathered keys/values; the result is identical.
+    # Query frames go in chunks only to bound the memory of the gathered keys/values; the result is identical.
     for first in range(0, num_frames, step):
         frames = slice(first, first + step)
-        keys = rearrange(key_bank[batch, index[:, frames]], "b f l n d -> (b f) n l d")  # (B*f, N, Lk, d)
-        values = rearrange(value_bank[batch, index[:, frames]], "b f l n d -> (b f) n l d")
-        chunk_mask = None if mask is None else rearrange(mask[:, frames], "b f l -> (b f) 1 1 l")
-        chunk_out = attention(rearrange(queries[:, frames], "b f n t d -> (b f) n t d"), keys, values, chunk_mask)
+        keys, values = k[batch, window_index[frames]], v[batch, window_index[frames]]  # (B, f, w*T, N, d)
+        mask = None
+        if use_memory:
+            keys = torch.cat([keys, k_mem[batch, memory_index[:, frames]]], dim=2)  # (B, f, Lk, N, d)
+            values = torch.cat([values, v_mem[batch, memory_index[:, frames]]], dim=2)
+            if slot_ok is not None:
+                window_ok = slot_ok.new_ones(*slot_ok[:, frames].shape[:2], window * T)
+                mask = rearrange(torch.cat([window_ok, slot_ok[:, frames]], dim=2), "b f l -> (b f) 1 1 l")
+        chunk_out = attention(
+            rearrange(queries[:, frames], "b f n t d -> (b f) n t d"),
+            rearrange(keys, "b f l n d -> (b f) n l d"),
+            rearrange(values, "b f l n d -> (b f) n l d"),
+            mask,
+        )  # (B*f, N, T, d)
         out[:, frames] = rearrange(chunk_out, "(b f) n t d -> b f n t d", b=B)
     return rearrange(out, "b f n t d -> b (f t) n d")

@@ -1,0 +1,369 @@
+"""HyDRA DiT: reference parity, the three attention modes, retrieval, shape genericity and loading."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import FIXTURES
+from safetensors.torch import load_file, save_file
+
+import hydra_wm
+from hydra_wm.config import ConfigError, dit_config, rope_split
+from hydra_wm.errors import CheckpointError, InputError
+from hydra_wm.loading import HYDRA_MODULES
+from hydra_wm.model import HydraDiT
+from hydra_wm.parity import MAX_ABS_TOL, REL_L2_TOL, run_parity
+from hydra_wm.retrieval import (
+    memory_eligibility,
+    select_memory,
+    window_starts,
+    windowed_memory_attention,
+)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def random_model(seed: int = 0, **overrides) -> HydraDiT:
+    """Debug DiT with every parameter random and non-zero (so that every module affects the output)."""
+    torch.manual_seed(seed)
+    model = HydraDiT(dit_config("debug", **overrides))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            scale = 1.0 if "norm" in name else 1.0 / math.sqrt(max(p[0].numel(), 1))
+            p.copy_(torch.randn_like(p) * scale + (1.0 if "norm" in name else 0.0))
+    return model.eval()
+
+
+def inputs(frames=8, height=8, width=12, batch=1, context_frames=None, seed=1, text_len=5, text_dim=16, channels=4):
+    g = torch.Generator().manual_seed(seed)
+    n_ctx = frames // 2 if context_frames is None else context_frames
+    return dict(
+        latents=torch.randn(batch, channels, frames, height, width, generator=g),
+        timestep=torch.tensor([500.0]),
+        context=torch.randn(batch, text_len, text_dim, generator=g),
+        cam_context=torch.randn(batch, n_ctx, 12, generator=g),
+        cam_target=torch.randn(batch, frames - n_ctx, 12, generator=g),
+    )
+
+
+def run(model, x, **kwargs):
+    with torch.no_grad():
+        return model(x["latents"], x["timestep"], x["context"], x["cam_context"], x["cam_target"], **kwargs)
+
+
+def with_config(model: HydraDiT, **changes) -> HydraDiT:
+    """The same weights under another attention configuration."""
+    other = HydraDiT(model.cfg.replace(**changes))
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+# ----------------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("name", ["official_dit_parity", "official_dit_hd128"])
+def test_reference_fixture_reproduced(name):
+    result = run_parity(FIXTURES / name)
+    assert result.max_abs <= MAX_ABS_TOL, result
+    assert result.rel_l2 <= REL_L2_TOL, result
+
+
+def test_fixture_loads_strictly_with_config_from_metadata():
+    model = hydra_wm.load_dit(FIXTURES / "official_dit_parity_state.safetensors")
+    cfg = model.cfg
+    assert (cfg.dim, cfg.num_heads, cfg.num_layers, cfg.in_dim, cfg.freq_dim, cfg.text_dim) == (72, 3, 2, 4, 32, 16)
+    assert len(model.state_dict()) == len(load_file(FIXTURES / "official_dit_parity_state.safetensors"))
+
+
+# ----------------------------------------------------------------------------------------- config
+def test_presets_and_rope_split():
+    real = dit_config("wan2.1-t2v-1.3b")
+    assert (real.dim, real.num_heads, real.num_layers, real.ffn_dim, real.freq_dim, real.text_dim) == (
+        1536,
+        12,
+        30,
+        8960,
+        256,
+        4096,
+    )
+    assert (real.top_k, real.window, real.tokenizer_kernel, real.patch_size) == (10, 5, (2, 2, 2), (1, 2, 2))
+    assert rope_split(128) == (44, 42, 42)
+    assert rope_split(24) == (8, 8, 8)
+    with pytest.raises(ConfigError, match="even"):
+        rope_split(10)
+    with pytest.raises(ConfigError, match="attention"):
+        dit_config("debug", attention="sparse")
+    with pytest.raises(ConfigError, match="unknown DiT preset"):
+        dit_config("nope")
+
+
+def test_real_size_model_has_reference_key_count():
+    with torch.device("meta"):
+        model = HydraDiT(dit_config("wan2.1-t2v-1.3b"))
+    keys = model.state_dict().keys()
+    assert len(keys) == 1065
+    assert sum(not any(m in k for m in HYDRA_MODULES) for k in keys) == 825
+
+
+# ----------------------------------------------------------------------------------------- modes
+def test_modes_change_the_computation():
+    model = random_model()
+    x = inputs(frames=12)
+    out = {mode: run(with_config(model, attention=mode), x) for mode in ("memory", "full", "window")}
+    for mode, y in out.items():
+        assert y.shape == x["latents"].shape and torch.isfinite(y).all(), mode
+    assert not torch.allclose(out["memory"], out["window"], atol=1e-4)
+    assert not torch.allclose(out["memory"], out["full"], atol=1e-4)
+    assert not torch.allclose(out["full"], out["window"], atol=1e-4)
+
+
+def test_memory_with_top_k_zero_equals_window():
+    model = random_model()
+    x = inputs(frames=12)
+    torch.testing.assert_close(run(with_config(model, top_k=0), x), run(with_config(model, attention="window"), x))
+
+
+def test_window_covering_every_frame_equals_full():
+    model = random_model()
+    x = inputs(frames=6)
+    torch.testing.assert_close(
+        run(with_config(model, attention="window", window=6), x),
+        run(with_config(model, attention="full"), x),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def test_attention_chunking_does_not_change_the_result():
+    model = random_model()
+    x = inputs(frames=10)
+    ref = run(with_config(model, attention_chunk_frames=0), x)
+    for chunk in (1, 3, 4):
+        torch.testing.assert_close(run(with_config(model, attention_chunk_frames=chunk), x), ref)
+
+
+# ----------------------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize(
+    "frames,context,height,width",
+    [(12, 6, 16, 24), (7, 3, 8, 12), (9, None, 10, 6), (3, 1, 4, 4)],
+)
+def test_any_frame_count_split_and_grid(frames, context, height, width):
+    model = random_model()
+    x = inputs(frames=frames, context_frames=context, height=height, width=width)
+    out, retrievals = run(model, x, num_context_frames=context, return_retrieval=True)
+    assert out.shape == x["latents"].shape
+    assert torch.isfinite(out).all()
+    mem_frames = frames // 2
+    for r in retrievals:
+        assert r.all_scores.shape == (1, frames, mem_frames)
+        assert r.indices.shape == (1, frames, min(10, mem_frames))
+
+
+def test_batch_items_are_independent():
+    """Head modulation and CFG batching must work for B > 1 (a reference defect): item b of a batch equals
+    the same input run alone."""
+    model = random_model()
+    x = inputs(frames=8, batch=2)
+    x["timestep"] = torch.tensor([300.0, 700.0])
+    out = run(model, x)
+    for b in range(2):
+        single = {k: v[b : b + 1] for k, v in x.items()}
+        torch.testing.assert_close(run(model, single), out[b : b + 1], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_inputs_raise_one_line_errors():
+    model = random_model()
+    x = inputs(frames=8)
+    with pytest.raises(InputError, match="cam_target"):
+        run(model, {**x, "cam_target": x["cam_target"][:, :3]})
+    with pytest.raises(InputError, match="latents"):
+        run(model, {**x, "latents": x["latents"][:, :, :, :7]})
+    with pytest.raises(InputError, match="num_context_frames"):
+        run(model, x, num_context_frames=8)
+
+
+# ----------------------------------------------------------------------------------------- retrieval
+def naive_memory_attention(q, k, v, k_mem, v_mem, scores, frames, window, top_k):
+    """Straightforward per-frame implementation of REFERENCE.md §1.1 steps 5-7 (one softmax per frame)."""
+    B, L, N, d = q.shape
+    T, Tm = L // frames, k_mem.shape[1] // scores.shape[-1]
+    out = torch.empty_like(q)
+    for b in range(B):
+        for i in range(frames):
+            start = min(max(i - (window - 1) // 2, 0), frames - window)
+            keys = [k[b, start * T : (start + window) * T]]
+            values = [v[b, start * T : (start + window) * T]]
+            eligible = [j for j in range(scores.shape[-1]) if torch.isfinite(scores[b, i, j])]
+            chosen = sorted(eligible, key=lambda j: -scores[b, i, j].item())[:top_k]
+            keys += [k_mem[b, j * Tm : (j + 1) * Tm] for j in chosen]
+            values += [v_mem[b, j * Tm : (j + 1) * Tm] for j in chosen]
+            kk, vv = torch.cat(keys).transpose(0, 1), torch.cat(values).transpose(0, 1)  # (N, Lk, d)
+            qq = q[b, i * T : (i + 1) * T].transpose(0, 1)  # (N, T, d)
+            attn = torch.softmax(qq @ kk.transpose(1, 2) / math.sqrt(d), dim=-1)
+            out[b, i * T : (i + 1) * T] = (attn @ vv).transpose(0, 1)
+    return out
+
+
+@pytest.mark.parametrize("frames,top_k", [(12, 3), (8, 10), (5, 2)])
+def test_batched_retrieval_attention_equals_per_frame_loop(frames, top_k):
+    torch.manual_seed(0)
+    B, T, Tm, N, d, window = 2, 6, 2, 2, 8, 5
+    mem_frames = frames // 2
+    q, k, v = (torch.randn(B, frames * T, N, d) for _ in range(3))
+    k_mem, v_mem = (torch.randn(B, mem_frames * Tm, N, d) for _ in range(2))
+    eligible = memory_eligibility(frames, mem_frames, window, 2)
+    scores = torch.randn(B, frames, mem_frames).masked_fill(~eligible, float("-inf"))
+    retrieval = select_memory(scores, top_k)
+    got = windowed_memory_attention(q, k, v, frames, window, k_mem, v_mem, retrieval, chunk_frames=3)
+    want = naive_memory_attention(q, k, v, k_mem, v_mem, scores, frames, min(window, frames), top_k)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_window_and_eligibility_follow_the_reference():
+    assert window_starts(40, 5).tolist()[:5] == [0, 0, 0, 1, 2]
+    assert window_starts(40, 5).tolist()[-3:] == [35, 35, 35]
+    eligible = memory_eligibility(40, 20, 5, 2)
+    # frame 0: window 0..4 holds memory frames 0 (0,1) and 1 (2,3); memory frame 2 (4,5) sticks out
+    assert eligible[0, :3].tolist() == [False, False, True]
+    # frame 10: window 8..12 holds memory frames 4 (8,9) and 5 (10,11)
+    assert (~eligible[10]).nonzero().flatten().tolist() == [4, 5]
+    assert eligible.sum(1).min() == 18
+
+
+def test_short_clip_clamps_top_k_and_masks_ineligible():
+    eligible = memory_eligibility(6, 3, 5, 2)
+    scores = torch.zeros(1, 6, 3).masked_fill(~eligible, float("-inf"))
+    r = select_memory(scores, 10)
+    assert r.indices.shape == (1, 6, 3)  # clamped to the number of memory frames
+    assert not r.valid.all()
+    chosen_ok = eligible[torch.arange(6)[:, None], r.indices[0]]
+    assert torch.equal(chosen_ok, r.valid[0])  # exactly the eligible picks are marked valid
+
+
+def test_returned_retrieval_is_consistent():
+    model = random_model()
+    x = inputs(frames=12)
+    _, retrievals = run(model, x, return_retrieval=True)
+    assert len(retrievals) == model.cfg.num_layers
+    eligible = memory_eligibility(12, 6, 5, 2)
+    for r in retrievals:
+        assert r.scores.dtype == torch.float32
+        assert (r.scores[..., :-1] >= r.scores[..., 1:]).all()  # best first
+        assert eligible[torch.arange(12)[:, None], r.indices[0]][r.valid[0]].all()  # never an in-window frame
+    full_model = with_config(model, attention="full")
+    assert run(full_model, x, return_retrieval=True)[1] == [None, None]
+
+
+def test_bf16_model_scores_retrieval_in_float32():
+    model = random_model().to(torch.bfloat16)
+    x = inputs(frames=8)
+    out, retrievals = run(model, x, return_retrieval=True)
+    assert out.dtype == torch.bfloat16
+    assert all(r.scores.dtype == torch.float32 and r.all_scores.dtype == torch.float32 for r in retrievals)
+
+
+# ----------------------------------------------------------------------------------------- loading
+def save_checkpoint(model: HydraDiT, path, drop_hydra=False, wrap=False, metadata=None):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    if drop_hydra:
+        state = {k: v for k, v in state.items() if not any(m in k for m in HYDRA_MODULES)}
+    if path.suffix == ".safetensors":
+        save_file(state, path, metadata=metadata)
+    else:
+        torch.save({"state_dict": state} if wrap else state, path)
+    return path
+
+
+@pytest.mark.parametrize("name,wrap", [("m.safetensors", False), ("m.pth", False), ("m.ckpt", True)])
+def test_load_formats(tmp_path, name, wrap):
+    model = random_model()
+    path = save_checkpoint(model, tmp_path / name, wrap=wrap)
+    loaded = hydra_wm.load_dit(path, num_heads=2)
+    assert loaded.cfg.dim == 48 and loaded.cfg.num_heads == 2 and loaded.cfg.ffn_dim == 64
+    x = inputs(frames=6)
+    torch.testing.assert_close(run(loaded, x), run(model, x))
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+
+
+def test_heads_from_head_dim_when_not_given(tmp_path):
+    path = save_checkpoint(random_model(), tmp_path / "m.safetensors")
+    assert hydra_wm.load_dit(path, head_dim=24).cfg.num_heads == 2
+    with pytest.raises(CheckpointError, match="head_dim 128"):
+        hydra_wm.load_dit(path)  # 48 is not a multiple of Wan's 128-channel heads
+
+
+def test_base_wan_checkpoint_gets_reference_hydra_init(tmp_path):
+    model = random_model()
+    path = save_checkpoint(model, tmp_path / "base.safetensors", drop_hydra=True)
+    loaded = hydra_wm.load_dit(path, num_heads=2)
+    for block in loaded.blocks:
+        assert torch.count_nonzero(block.cam_encoder_con.weight) == 0
+        assert torch.count_nonzero(block.cam_encoder_tgt.bias) == 0
+        assert torch.equal(block.projector.weight, torch.eye(48))
+        assert torch.count_nonzero(block.projector.bias) == 0
+        assert block.self_attn.tokenizer.conv.weight.abs().max() > 0
+    x = inputs(frames=6)
+    moved = {**x, "cam_context": x["cam_context"] * 5, "cam_target": -x["cam_target"]}
+    torch.testing.assert_close(run(loaded, moved), run(loaded, x))  # zero camera encoders: cameras ignored
+    again = hydra_wm.load_dit(path, num_heads=2)
+    torch.testing.assert_close(run(again, x), run(loaded, x))  # reproducible tokenizer init
+
+
+def test_checkpoint_errors_name_the_keys(tmp_path):
+    model = random_model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    del state["blocks.1.ffn.2.bias"]
+    state["blocks.0.extra.weight"] = torch.zeros(3)
+    state["head.head.bias"] = torch.zeros(5)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError) as err:
+        hydra_wm.load_dit(tmp_path / "bad.pth", num_heads=2)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "blocks.1.ffn.2.bias" in message and "blocks.0.extra.weight" in message and "head.head.bias" in message
+
+    partial = {k: v for k, v in model.state_dict().items() if "cam_encoder_tgt" not in k}
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match="partial HyDRA"):
+        hydra_wm.load_dit(tmp_path / "partial.pth", num_heads=2)
+    with pytest.raises(CheckpointError, match="not found"):
+        hydra_wm.load_dit(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pth"):
+        hydra_wm.load_dit(tmp_path / "junk.pth")
+
+
+def test_loading_assigns_instead_of_copying(tmp_path, monkeypatch):
+    """The model's parameters are the checkpoint's own tensors (meta construction + assign), never copies,
+    so a 2B-parameter file is not held twice."""
+    import hydra_wm.loading as loading
+
+    path = save_checkpoint(random_model(), tmp_path / "m.pth")
+    read = {}
+
+    def spy(p):
+        state, metadata = original(p)
+        read.update(state)
+        return state, metadata
+
+    original = loading.read_state_dict
+    monkeypatch.setattr(loading, "read_state_dict", spy)
+    loaded = hydra_wm.load_dit(path, num_heads=2)
+    params = dict(loaded.named_parameters())
+    assert len(read) == len(params)
+    assert all(params[k].data_ptr() == t.data_ptr() for k, t in read.items())
+
+
+def test_overrides_and_dtype(tmp_path):
+    path = save_checkpoint(random_model(), tmp_path / "m.safetensors")
+    loaded = hydra_wm.load_dit(path, num_heads=2, attention="window", top_k=3, dtype=torch.bfloat16)
+    assert loaded.cfg.attention == "window" and loaded.cfg.top_k == 3
+    assert all(p.dtype == torch.bfloat16 for p in loaded.parameters())
+
+
+def test_parity_cli(capsys):
+    from hydra_wm.cli import main
+
+    assert main(["parity", str(FIXTURES / "official_dit_parity")]) == 0
+    assert "[ok]" in capsys.readouterr().out
+    assert main(["parity", str(FIXTURES / "nope")]) == 2
+    assert "nope_io.safetensors" in capsys.readouterr().err
