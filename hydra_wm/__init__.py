@@ -21,6 +21,10 @@ _EXPORTS = {
     "load_vae": "hydra_wm.vae",
     "load_text_encoder": "hydra_wm.text_encoder",
     "FlowMatchSchedule": "hydra_wm.flow",
+    "HydraPipeline": "hydra_wm.pipeline",
+    "GenerationConfig": "hydra_wm.pipeline",
+    "Sample": "hydra_wm.pipeline",
+    "HMWorldDataset": "hydra_wm.data.hmworld",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,6 +9,7 @@ checkpoint tensors are assigned into it, so a 2B-parameter file is never held tw
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import os
 import re
@@ -23,7 +24,6 @@ from .errors import CheckpointError
 from .model import HydraDiT
 
 HYDRA_MODULES = ("self_attn.tokenizer.", "cam_encoder_con.", "cam_encoder_tgt.", "projector.")
-_CONFIG_KEYS = ("dim", "in_dim", "out_dim", "ffn_dim", "freq_dim", "text_dim", "num_heads", "num_layers", "eps")
 _DEFAULT_HEAD_DIM = 128  # Wan2.1 1.3B and 14B both use 128-channel heads
 
 
@@ -56,20 +56,24 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
 
 
 def config_from_metadata(metadata: dict[str, str], path: Path) -> dict:
-    """Config fields stored as strings in safetensors metadata (`dim`, `patch_size`, ...)."""
+    """`DiTConfig` fields stored as strings in safetensors metadata (`dim`, `patch_size`, `attention`, ...)."""
     fields = {}
     if metadata.get("has_image_input", "False") not in ("False", "false", "0"):
         raise CheckpointError(
             f"{path}: metadata has_image_input={metadata['has_image_input']}: image-to-video DiTs are not supported"
         )
-    for key in (*_CONFIG_KEYS, "patch_size"):
-        if key in metadata:
-            try:
-                fields[key] = ast.literal_eval(metadata[key])
-            except (ValueError, SyntaxError) as exc:
-                raise CheckpointError(
-                    f"{path}: metadata {key!r}: expected a number or tuple, got {metadata[key]!r}"
-                ) from exc
+    for key in (f.name for f in dataclasses.fields(DiTConfig)):
+        if key not in metadata:
+            continue
+        if key == "attention":  # the one string field; exported by `hydra-wm train` so baselines load as trained
+            fields[key] = metadata[key]
+            continue
+        try:
+            fields[key] = ast.literal_eval(metadata[key])
+        except (ValueError, SyntaxError) as exc:
+            raise CheckpointError(
+                f"{path}: metadata {key!r}: expected a number or tuple, got {metadata[key]!r}"
+            ) from exc
     return fields
 
 

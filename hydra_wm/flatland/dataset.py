@@ -35,10 +35,9 @@ from tqdm import tqdm
 
 from ..cameras import latent_frame_indices, pose_vectors, relative_poses
 from ..errors import InputError
-from ..io_utils import atomic_path, write_text_atomic
-from ..video import write_video
+from ..io_utils import write_text_atomic
 from ..metrics import segment_subjects
-from ..video import read_frames
+from ..video import read_frames, write_video
 from .config import FlatlandConfig
 from .scenery import SCENE_STYLES, background_colours
 from .world import FlatlandClip, reentry_mask, render_clip

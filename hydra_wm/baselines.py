@@ -1,0 +1,107 @@
+"""Non-learned predictors, as floors for `hydra-wm eval`: what a world model must beat.
+
+* ``repeat-last``: every target frame is the last context frame (a world that froze).
+* ``closest-camera``: each target frame is the context frame whose camera is closest to the target camera
+  (pure retrieval memory: right for a static scene seen before, wrong for every subject that moved).
+
+Camera distance between two camera-to-world poses (`cameras.load_camera_poses`, metres):
+``angle(R_a^T R_b) in degrees + deg_per_metre * |t_a - t_b|`` (default 10 degrees per metre). Ties go to the
+latest context frame. When a camera file holds a different number of poses than the video has frames (the
+raw UE dump pads to 77, relative files hold one pose per latent frame), video frame i uses pose
+``round(i * (n_poses - 1) / (n_frames - 1))``.
+
+Output, per sample, ``OUT/NAME.mp4``: the context frames followed by the predicted frames, the layout
+`hydra-wm generate` writes, so `hydra-wm eval` treats both alike. Videos are lossless (H.264 4:4:4, crf 0),
+so the scores measure the predictor, not the codec; 15 fps as generate writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .cameras import load_camera_poses
+from .errors import InputError
+from .evaluation.samples import list_samples
+from .video import count_frames, read_frames, write_video
+
+BASELINES = ("repeat-last", "closest-camera")
+FPS = 15
+DEG_PER_METRE = 10.0
+
+
+def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle in degrees of the relative rotation between ``[..., 4, 4]`` (or 3x3) poses, broadcasting."""
+    relative = np.swapaxes(a[..., :3, :3], -1, -2) @ b[..., :3, :3]
+    cosine = (np.trace(relative, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
+def pose_distance(a: np.ndarray, b: np.ndarray, deg_per_metre: float = DEG_PER_METRE) -> np.ndarray:
+    """``angle(R_a^T R_b)`` (degrees) + ``deg_per_metre`` x translation distance (metres), broadcasting."""
+    return rotation_angle_deg(a, b) + deg_per_metre * np.linalg.norm(a[..., :3, 3] - b[..., :3, 3], axis=-1)
+
+
+def frame_poses(poses: np.ndarray, frames: int) -> np.ndarray:
+    """One pose per video frame: ``poses[round(i * (n - 1) / (frames - 1))]``."""
+    if len(poses) == frames:
+        return poses
+    index = np.round(np.arange(frames) * (len(poses) - 1) / max(frames - 1, 1)).astype(int)
+    return poses[index]
+
+
+def closest_context_frames(
+    context_poses: np.ndarray, target_poses: np.ndarray, deg_per_metre: float = DEG_PER_METRE
+) -> np.ndarray:
+    """For each target pose ``[Tt, 4, 4]``, the index of the closest context pose ``[Tc, 4, 4]`` (ties: the
+    latest) → ``[Tt]`` int."""
+    distance = pose_distance(context_poses[None, :], target_poses[:, None], deg_per_metre)  # (Tt, Tc)
+    reversed_best = distance[:, ::-1].argmin(axis=1)  # argmin takes the first minimum: reverse for the latest
+    return len(context_poses) - 1 - reversed_best
+
+
+def predict(kind: str, folder: Path, *, deg_per_metre: float = DEG_PER_METRE) -> np.ndarray:
+    """One sample's output video, uint8 ``[Tc + Tt, H, W, 3]``: its context frames, then the prediction."""
+    context = read_frames(folder / "cond.mp4")
+    if (folder / "tgt.mp4").is_file():
+        target_frames = count_frames(folder / "tgt.mp4")
+    elif (folder / "camera.json").is_file():
+        target_frames = len(load_camera_poses(folder / "camera.json")[1])
+    else:
+        raise InputError(f"{folder}: neither tgt.mp4 nor camera.json tells how many target frames to predict")
+    if kind == "repeat-last":
+        prediction = np.repeat(context[-1:], target_frames, axis=0)
+    elif kind == "closest-camera":
+        context_poses, target_poses, _ = load_camera_poses(folder / "camera.json")
+        index = closest_context_frames(
+            frame_poses(context_poses, len(context)), frame_poses(target_poses, target_frames), deg_per_metre
+        )
+        prediction = context[index]
+    else:
+        raise InputError(f"baseline: expected one of {', '.join(BASELINES)}, got {kind!r}")
+    return np.concatenate([context, prediction])
+
+
+def run_baseline(
+    kind: str,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    deg_per_metre: float = DEG_PER_METRE,
+    progress: bool = True,
+) -> list[str]:
+    """Write ``OUT/NAME.mp4`` for every sample of the HM-World-layout dataset `data`; returns the names.
+    Existing files of the same name are replaced."""
+    if kind not in BASELINES:
+        raise InputError(f"baseline: expected one of {', '.join(BASELINES)}, got {kind!r}")
+    data, out = Path(data), Path(out)
+    names = list_samples(data)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in tqdm(names, desc=kind, unit="sample", disable=not progress):
+        video = predict(kind, data / name, deg_per_metre=deg_per_metre)
+        write_video(out / f"{name}.mp4", video, FPS, crf=0, pix_fmt="yuv444p",
+                    options={"preset": "veryfast", "threads": "1"})
+    return names

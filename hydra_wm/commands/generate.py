@@ -1,0 +1,230 @@
+"""`hydra-wm generate`: continue condition videos along new camera paths with Wan2.1 + HyDRA.
+
+Inputs, as the reference's `infer_hydra.py`: a folder in the example layout (every `N.mp4` with `camN.json`
+and line N of `caption.txt`; HM-World sample folders work too, with `cond.mp4` as the condition), or one clip
+given by `--video --cameras --prompt`. Checkpoints: `--ckpt-dir` with the Wan2.1-T2V-1.3B files and
+`--hydra-ckpt` (without it: the base DiT with HyDRA's modules initialised, i.e. untrained memory).
+Output: `OUT/<name>.mp4`, the condition frames followed by the generated frames. A shorter `--context-frames` /
+`--target-frames` than the camera file covers uses the first frames of the video and of each camera stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..io_utils import atomic_path
+
+DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def _fit_cameras(cams: torch.Tensor, rows: int, frames: int, label: str, source: str, notes: list[str]):
+    """The first `rows` camera vectors; a camera file for a longer clip is cut to the requested length."""
+    if cams.shape[0] < rows:
+        raise InputError(
+            f"{source}: {label} cameras cover {cams.shape[0]} latent frames ({4 * (cams.shape[0] - 1) + 1} "
+            f"frames); --{label}-frames {frames} needs {rows}"
+        )
+    if cams.shape[0] > rows:
+        notes.append(f"{source}: using the first {rows} of {cams.shape[0]} {label} camera vectors")
+    return cams[:rows]
+
+
+def sample_chunks(args: argparse.Namespace, config) -> Iterator[list]:
+    """The requested samples in chunks of `--chunk`, each read (videos decoded) only when its turn comes.
+
+    Every sample's caption and cameras are checked before the first chunk, so a bad file fails fast.
+    """
+    from ..cameras import load_relative_cameras
+    from ..pipeline import Sample
+    from ..video import read_video
+
+    def fit(name, source, cam_context, cam_target) -> list[torch.Tensor]:
+        return [
+            _fit_cameras(cams, rows, frames, label, source, notes)
+            for cams, rows, frames, label in (
+                (cam_context, config.context_latent_frames, config.context_frames, "context"),
+                (cam_target, config.target_latent_frames, config.target_frames, "target"),
+            )
+        ]
+
+    notes: list[str] = []
+    if args.input is None:
+        cams = fit(args.name, args.cameras, *load_relative_cameras(args.cameras))
+        condition = read_video(args.video, config.context_frames, config.height, config.width)
+        print("".join(f"note: {note}\n" for note in notes), end="")
+        yield [Sample(args.name or Path(args.video).stem, args.prompt, condition, *cams)]
+        return
+    from ..data.hmworld import HMWorldDataset
+
+    size = {"num_frames": config.context_frames, "height": config.height, "width": config.width}
+    index = HMWorldDataset(args.input, load_clips=False, load_masks=False)
+    names = args.samples or index.names
+    unknown = sorted(set(names) - set(index.names))
+    if unknown:
+        raise InputError(f"{args.input}: no sample(s) {', '.join(unknown)}; found {', '.join(index.names)}")
+    cameras = {}
+    for name in names:
+        sample = index[name]
+        cameras[name] = fit(name, f"{args.input}/{name}", sample.context_cameras, sample.target_cameras)
+    print("".join(f"note: {note}\n" for note in notes), end="")
+    data = HMWorldDataset(args.input, load_masks=False, **size)
+    for first in range(0, len(names), args.chunk):
+        chunk = []
+        for name in names[first : first + args.chunk]:
+            condition = data[name].condition
+            if condition is None:
+                raise InputError(f"{args.input}: sample {name!r} has no condition video")
+            chunk.append(Sample(name, index.captions[name], condition, *cameras[name]))
+        yield chunk
+
+
+def _check_source(args: argparse.Namespace) -> None:
+    single = [args.video, args.cameras, args.prompt]
+    if args.input is not None and any(v is not None for v in single):
+        raise InputError("give either an example folder or --video/--cameras/--prompt, not both")
+    if args.input is None and any(v is None for v in single):
+        missing = [f for f, v in zip(("--video", "--cameras", "--prompt"), single, strict=True) if v is None]
+        raise InputError(f"give an example folder, or --video, --cameras and --prompt (missing {', '.join(missing)})")
+    if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {args.device}: CUDA is not available on this machine")
+
+
+def save_latents(path: Path, result, prompt: str, config, hydra_ckpt: str | None) -> None:
+    """Context and generated latents (normalised, as the DiT sees them) with the settings as metadata."""
+    from safetensors.torch import save_file
+
+    metadata = {"prompt": prompt, **{k: str(v) for k, v in vars(config).items()}, "hydra_ckpt": str(hydra_ckpt)}
+    tensors = {"context": result.context_latents.contiguous(), "target": result.target_latents.contiguous()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import GenerationConfig, HydraPipeline, ModelFiles
+
+    _check_source(args)
+    config = GenerationConfig(
+        height=args.height,
+        width=args.width,
+        context_frames=args.context_frames,
+        target_frames=args.target_frames,
+        num_steps=args.steps,
+        guidance_scale=args.cfg,
+        shift=args.shift,
+        seed=args.seed,
+        cfg_batch=not args.no_cfg_batch,
+        vae_tiled=args.vae_tiled,
+        **({"negative_prompt": args.negative_prompt} if args.negative_prompt is not None else {}),
+    )
+    if args.fps <= 0:
+        raise InputError(f"--fps: expected a positive number, got {args.fps}")
+    if args.save_retrieval and args.attention not in (None, "memory"):
+        raise InputError(f"--save-retrieval needs --attention memory (got {args.attention})")
+    if args.chunk < 1:
+        raise InputError(f"--chunk: expected at least 1 sample, got {args.chunk}")
+    files = ModelFiles.find(args.ckpt_dir, args.hydra_ckpt)
+    chunks = sample_chunks(args, config)
+    first = next(chunks)  # reads and checks every sample's cameras before any model is loaded
+    pipeline = HydraPipeline(
+        files,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+        offload=args.offload,
+        attention=args.attention,
+        top_k=args.top_k,
+        log=lambda message: print(message, flush=True),
+    )
+    print(
+        f"generating {config.context_frames}+{config.target_frames} frames at {config.height}x{config.width}, "
+        f"{config.num_steps} steps, CFG {config.guidance_scale}, seed {config.seed}, {pipeline.device} "
+        f"{str(pipeline.dtype).removeprefix('torch.')}, offload {args.offload}"
+    )
+    out = Path(args.out)
+    for samples in itertools.chain([first], chunks):
+        results = pipeline(samples, config, record_retrieval=args.save_retrieval, progress=not args.no_progress)
+        for sample, result in zip(samples, results, strict=True):
+            write_outputs(out, sample, result, config, args)
+    return 0
+
+
+def write_outputs(out: Path, sample, result, config, args: argparse.Namespace) -> None:
+    from ..retrieval_viz import plot_retrieval, save_retrieval
+    from ..video import write_video
+
+    video_path = out / f"{result.name}.mp4"
+    write_video(video_path, result.video, fps=args.fps)
+    written = [video_path]
+    if args.save_latents:
+        written.append(out / f"{result.name}_latents.safetensors")
+        save_latents(written[-1], result, sample.prompt, config, args.hydra_ckpt)
+    if args.save_retrieval and result.retrieval is not None:
+        written += [out / f"{result.name}_retrieval.safetensors", out / f"{result.name}_retrieval.png"]
+        save_retrieval(written[-2], result.retrieval)
+        plot_retrieval(result.retrieval, written[-1], title=f"{result.name}: memory frames retrieved")
+    print("wrote " + ", ".join(str(p) for p in written), flush=True)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="continue condition videos along new camera paths (Wan2.1 + HyDRA)",
+        description="Generate the continuation of condition videos along their target camera paths. "
+        "Defaults are the reference's: 480x832, 77+77 frames, 50 steps, CFG 5, shift 5, seed 42, 15 fps.",
+    )
+    src = p.add_argument_group("input")
+    src.add_argument("input", nargs="?", help="folder in the example layout (N.mp4, camN.json, caption.txt)")
+    src.add_argument("--samples", nargs="+", metavar="NAME", help="only these samples of the folder (e.g. 1 3)")
+    src.add_argument("--video", help="single clip: condition video")
+    src.add_argument("--cameras", help="single clip: camera file (any format `hydra-wm cameras` reads)")
+    src.add_argument("--prompt", help="single clip: caption")
+    src.add_argument("--name", help="single clip: output name (default: the video's file name)")
+    ckpt = p.add_argument_group("checkpoints (never downloaded)")
+    ckpt.add_argument("--ckpt-dir", required=True, help="folder with the Wan2.1-T2V-1.3B files")
+    ckpt.add_argument("--hydra-ckpt", help="HyDRA checkpoint hydra.ckpt (default: base DiT, untrained memory)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--height", type=int, default=480, help="frame height, multiple of 16 (default 480)")
+    gen.add_argument("--width", type=int, default=832, help="frame width, multiple of 16 (default 832)")
+    gen.add_argument("--context-frames", type=int, default=77, help="condition frames, 4k+1 (default 77)")
+    gen.add_argument("--target-frames", type=int, default=77, help="generated frames, 4k+1 (default 77)")
+    gen.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    gen.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
+    gen.add_argument("--shift", type=float, default=5.0, help="flow-matching shift (default 5)")
+    gen.add_argument("--seed", type=int, default=42, help="noise seed (default 42)")
+    gen.add_argument("--negative-prompt", help="negative prompt (default: Wan2.1's standard one)")
+    gen.add_argument("--attention", choices=("memory", "full", "window"), help="override the DiT's attention")
+    gen.add_argument("--top-k", type=int, help="memory frames retrieved per frame (default: the model's, 10)")
+    run_ = p.add_argument_group("runtime")
+    run_.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    run_.add_argument("--dtype", choices=tuple(DTYPES), default="auto", help="model dtype (auto: bf16 on CUDA)")
+    run_.add_argument(
+        "--offload",
+        choices=("none", "model", "blocks"),
+        default="model",
+        help="model: load each model only for its step (default); blocks: also stream DiT blocks to the GPU "
+        "one at a time (smallest GPU memory); none: keep models loaded",
+    )
+    run_.add_argument("--no-cfg-batch", action="store_true", help="run the two guidance passes one after another")
+    run_.add_argument("--vae-tiled", action="store_true", help="tiled VAE encode/decode (less memory)")
+    run_.add_argument(
+        "--chunk",
+        type=int,
+        default=8,
+        help="samples per pass through the models (default 8): bounds the decoded condition videos in memory",
+    )
+    run_.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="outputs", help="output folder (default outputs/)")
+    out.add_argument("--fps", type=float, default=15.0, help="frame rate of the mp4 (default 15)")
+    out.add_argument("--save-latents", action="store_true", help="also write <name>_latents.safetensors")
+    out.add_argument(
+        "--save-retrieval",
+        action="store_true",
+        help="also write <name>_retrieval.safetensors (retrieved memory frames per block and step) and a heat map",
+    )
+    p.set_defaults(func=run)

@@ -1,0 +1,90 @@
+"""`hydra-wm preprocess DATA OUT --ckpt-dir DIR`: encode an HM-World-layout dataset for training.
+
+Writes OUT/samples/<name>.safetensors (VAE latents of the context and target clips, each encoded on its own;
+the caption's umT5 embedding; relative cameras) and OUT/manifest.json. Re-running skips finished samples; a bad
+sample is reported, skipped and listed at the end. Under `torchrun --nproc_per_node=N` each process (GPU) takes
+every N-th sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preprocess",
+        help="encode a dataset (VAE latents, caption embeddings, cameras) for training",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument(
+        "data", help="HM-World layout folder (sample folders with cond.mp4, tgt.mp4, camera.json; caption.txt)"
+    )
+    p.add_argument("out", help="output folder (re-running into it resumes)")
+    p.add_argument(
+        "--ckpt-dir", help="Wan2.1 folder: Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/"
+    )
+    p.add_argument("--vae", help="VAE file (default: CKPT_DIR/Wan2.1_VAE.pth)")
+    p.add_argument("--text-encoder", help="umT5 file (default: CKPT_DIR/models_t5_umt5-xxl-enc-bf16.pth)")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: CKPT_DIR/google/umt5-xxl)")
+    p.add_argument("--vae-preset", default="wan2.1", help="VAE architecture preset (default wan2.1; debug for tests)")
+    p.add_argument("--text-encoder-preset", default="umt5-xxl", help="text encoder preset (default umt5-xxl)")
+    p.add_argument("--text-length", type=int, default=512, help="caption tokens (default 512, as Wan2.1)")
+    p.add_argument("--num-frames", type=int, help="frames read from each clip (default: all; must be 1 + 4k)")
+    p.add_argument("--height", type=int, help="resize-and-crop height in pixels (default: native)")
+    p.add_argument("--width", type=int, help="resize-and-crop width in pixels (default: native)")
+    p.add_argument("--tiled", action="store_true", help="tiled VAE encoding (large frames, less memory)")
+    p.add_argument("--latent-dtype", choices=sorted(DTYPES), default="float32", help="storage dtype of latents")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda:LOCAL_RANK if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import HMWorldDataset
+    from ..preprocess import load_encoders, preprocess
+    from ..training.parallel import env_rank, pick_device
+
+    rank, world_size, local_rank = env_rank()
+    device = pick_device(args.device, local_rank)
+    encoders = load_encoders(
+        args.ckpt_dir,
+        vae=args.vae,
+        text_encoder=args.text_encoder,
+        tokenizer=args.tokenizer,
+        vae_preset=args.vae_preset,
+        text_encoder_preset=args.text_encoder_preset,
+        text_length=args.text_length,
+        tiled=args.tiled,
+        device=device,
+    )
+    dataset = HMWorldDataset(
+        args.data,
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        load_masks=False,
+        latent_stride=encoders.latent_stride,
+    )
+    settings = {"num_frames": args.num_frames, "height": args.height, "width": args.width}
+    report = preprocess(
+        dataset,
+        args.out,
+        encoders,
+        settings=settings,
+        rank=rank,
+        world_size=world_size,
+        latent_dtype=DTYPES[args.latent_dtype],
+        progress=not args.quiet,
+    )
+    print(
+        f"preprocess (rank {rank}/{world_size}): wrote {len(report.written)}, skipped {len(report.skipped)} "
+        f"(done earlier), failed {len(report.failed)} in {report.seconds:.1f} s"
+    )
+    for name, reason in report.failed.items():
+        print(f"  failed: {name}: {reason}")
+    return 0

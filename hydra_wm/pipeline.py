@@ -1,0 +1,459 @@
+"""Camera-controlled video continuation with HyDRA: condition clip + cameras + caption -> continuation.
+
+`HydraPipeline` runs the reference's inference (REFERENCE.md §3) as numbered steps around one denoising loop
+(`denoise`), with the reference's defects fixed:
+
+* the condition latents are never decoded (the output's condition frames are the input frames);
+* context and target lengths are independent (the reference splits them by the target length);
+* classifier-free guidance runs both passes as one batch of 2 (the reference's head breaks for batch > 1);
+* a training checkpoint wrapped as ``{"state_dict": ...}`` loads (`load_dit` unwraps it);
+* the attention is the one `torch` SDPA dispatch, never a backend chosen by what is installed.
+
+Each model is loaded only for its step and released after (`offload.ModelSlots`), and every step runs over
+all samples before the next model is loaded, so the three models are never resident together.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .errors import CheckpointError, InputError
+from .flow import FlowMatchSchedule
+from .loading import load_dit
+from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
+from .retrieval import Retrieval
+from .retrieval_viz import RetrievalRecord, RetrievalRecorder
+from .text_encoder import (
+    T5_FILENAME,
+    TOKENIZER_SUBDIR,
+    WAN_NEGATIVE_PROMPT,
+    TextEncoderConfig,
+    encode_prompts,
+    load_text_encoder,
+    load_tokenizer,
+)
+from .vae import WAN21_URL, load_vae, read_state_dict, vae_config
+
+HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
+VAE_FILENAME = "Wan2.1_VAE.pth"
+DIT_PATTERN = "diffusion_pytorch_model*.safetensors"
+# VAE: 8x spatial; DiT patch: 2x; HyDRA's memory tokenizer halves the token grid again, so at least 2 tokens.
+SIZE_MULTIPLE = 16
+MIN_SIZE = 32
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling settings; defaults are the reference's (REFERENCE.md §3)."""
+
+    height: int = 480
+    """Frame height in pixels (multiple of 16)."""
+    width: int = 832
+    """Frame width in pixels (multiple of 16)."""
+    context_frames: int = 77
+    """Condition frames read from the input video (4k + 1)."""
+    target_frames: int = 77
+    """Frames to generate (4k + 1)."""
+    num_steps: int = 50
+    """Denoising steps."""
+    guidance_scale: float = 5.0
+    """Classifier-free guidance weight; 1 skips the negative-prompt pass."""
+    shift: float = 5.0
+    """Flow-matching time shift."""
+    seed: int = 42
+    """Seed of the initial noise (CPU generator, float32), the same for every sample."""
+    negative_prompt: str = WAN_NEGATIVE_PROMPT
+    """Prompt of the unconditional pass (Wan2.1's standard negative prompt)."""
+    cfg_batch: bool = True
+    """Run the prompt and negative-prompt passes as one batch of 2 (faster; more activation memory)."""
+    text_length: int = 512
+    """Tokens per prompt (padded or truncated)."""
+    vae_tiled: bool = False
+    """Encode and decode in overlapping spatial tiles (less memory for large frames)."""
+
+    def __post_init__(self) -> None:
+        for name in ("context_frames", "target_frames"):
+            value = getattr(self, name)
+            if value < 1 or (value - 1) % 4:
+                raise InputError(f"{name}: expected 4k+1 frames (1, 5, ..., 77, 81), got {value}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value % SIZE_MULTIPLE or value < MIN_SIZE:
+                raise InputError(f"{name}: expected a multiple of {SIZE_MULTIPLE} of at least {MIN_SIZE}, got {value}")
+        if self.num_steps < 1:
+            raise InputError(f"num_steps: expected at least 1, got {self.num_steps}")
+        if not math.isfinite(self.guidance_scale) or not self.shift > 0:
+            raise InputError(f"guidance_scale {self.guidance_scale} / shift {self.shift}: expected finite, shift > 0")
+
+    @property
+    def context_latent_frames(self) -> int:
+        return (self.context_frames - 1) // 4 + 1
+
+    @property
+    def target_latent_frames(self) -> int:
+        return (self.target_frames - 1) // 4 + 1
+
+    @property
+    def use_cfg(self) -> bool:
+        return self.guidance_scale != 1.0
+
+
+@dataclass
+class Sample:
+    """One generation request."""
+
+    name: str
+    prompt: str
+    condition: Tensor
+    """(3, context_frames, H, W) condition clip in [-1, 1]."""
+    cam_context: Tensor
+    """(context latent frames, 12) relative cameras of the condition clip."""
+    cam_target: Tensor
+    """(target latent frames, 12) relative cameras of the frames to generate."""
+
+
+@dataclass
+class GenerationResult:
+    name: str
+    video: Tensor
+    """(3, context_frames + target_frames, H, W) in [-1, 1]: the condition frames, then the generated ones."""
+    context_latents: Tensor
+    """(1, C, Fc, H/8, W/8) normalised VAE latents of the condition clip."""
+    target_latents: Tensor
+    """(1, C, Ft, H/8, W/8) generated latents."""
+    retrieval: RetrievalRecord | None = None
+
+
+@dataclass
+class Conditioning:
+    """Everything the denoising loop conditions on, batched (B samples)."""
+
+    context_latents: Tensor
+    """(B, C, Fc, h, w) clean latents of the condition clip."""
+    text: Tensor
+    """(B, Lt, text_dim) prompt embeddings."""
+    negative_text: Tensor | None
+    """(B, Lt, text_dim) negative-prompt embeddings, or None for no guidance."""
+    cam_context: Tensor
+    """(B, Fc, 12)"""
+    cam_target: Tensor
+    """(B, Ft, 12)"""
+
+
+def check_sample(sample: Sample, config: GenerationConfig) -> None:
+    """Raise a one-line InputError unless the sample's tensors match `config`."""
+    expected = (3, config.context_frames, config.height, config.width)
+    if tuple(sample.condition.shape) != expected:
+        raise InputError(f"{sample.name}: condition video {tuple(sample.condition.shape)}, expected {expected}")
+    for label, cams, rows, frames in (
+        ("context", sample.cam_context, config.context_latent_frames, config.context_frames),
+        ("target", sample.cam_target, config.target_latent_frames, config.target_frames),
+    ):
+        if tuple(cams.shape) != (rows, 12):
+            raise InputError(
+                f"{sample.name}: {label} cameras {tuple(cams.shape)}, expected ({rows}, 12): one per latent "
+                f"frame of {frames} frames"
+            )
+    if not sample.prompt.strip():
+        raise InputError(f"{sample.name}: empty prompt")
+
+
+# ----------------------------------------------------------------------------------------- checkpoint files
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Paths of the Wan2.1 files and the HyDRA checkpoint."""
+
+    vae: Path
+    text_encoder: Path
+    tokenizer: Path
+    dit: Path | None
+    """Base Wan2.1 DiT; not read when `hydra` is given (the HyDRA checkpoint holds every DiT weight)."""
+    hydra: Path | None
+
+    @classmethod
+    def find(cls, ckpt_dir: str | Path, hydra_ckpt: str | Path | None = None) -> ModelFiles:
+        """Locate every file; raise one CheckpointError listing all that are missing and where to get them."""
+        root = Path(ckpt_dir)
+        vae, t5, tokenizer = root / VAE_FILENAME, root / T5_FILENAME, root / TOKENIZER_SUBDIR
+        dits = sorted(root.glob(DIT_PATTERN)) if root.is_dir() else []
+        hydra = Path(hydra_ckpt) if hydra_ckpt is not None else None
+        wan_missing = [str(p) for p in (vae, t5) if not p.is_file()]
+        wan_missing += [f"{tokenizer}/ (tokenizer folder)"] if not tokenizer.is_dir() else []
+        if hydra is None and not dits:
+            wan_missing.append(f"{root / 'diffusion_pytorch_model.safetensors'} (DiT)")
+        problems = [f"{', '.join(wan_missing)} (from {WAN21_URL})"] if wan_missing else []
+        if hydra is not None and not hydra.is_file():
+            problems.append(f"{hydra} (from {HYDRA_URL})")
+        if problems:
+            raise CheckpointError("missing checkpoint files: " + "; ".join(problems) + "; nothing is downloaded")
+        if hydra is None and len(dits) > 1:
+            raise CheckpointError(
+                f"{root}: {len(dits)} DiT shards ({dits[0].name}, ...); only a single-file DiT (Wan2.1 1.3B) "
+                "is supported"
+            )
+        return cls(vae, t5, tokenizer, dits[0] if dits else None, hydra)
+
+
+def _block_count(state: dict, prefix: str) -> int:
+    return len({m.group(1) for k in state if (m := re.match(rf"{prefix}\.(\d+)\.", k))})
+
+
+def text_encoder_config_of(path: Path) -> TextEncoderConfig:
+    """Architecture of a umT5 file in the Wan2.1 layout, from its tensor shapes (memory-mapped: no RAM)."""
+    state = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`")
+    keys = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
+    pos = "blocks.0.pos_embedding.embedding.weight"
+    if not all(k in state for k in (*keys, pos)):
+        return TextEncoderConfig()  # let the loader report the layout mismatch
+    buckets, heads = state[pos].shape
+    return TextEncoderConfig(
+        vocab=state[keys[0]].shape[0],
+        dim=state[keys[0]].shape[1],
+        dim_attn=state[keys[1]].shape[0],
+        dim_ffn=state[keys[2]].shape[0],
+        num_heads=heads,
+        num_buckets=buckets,
+        num_layers=_block_count(state, "blocks"),
+    )
+
+
+# ------------------------------------------------------------------------------------------ denoising loop
+
+
+def initial_noise(seed: int, shape: Sequence[int]) -> Tensor:
+    """The reference's initial noise: float32 on a CPU generator, so a seed gives the same video everywhere."""
+    return torch.randn(tuple(shape), generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+
+def _cat_retrievals(groups: list[list[Retrieval | None]]) -> list[Retrieval | None]:
+    """Per-block retrievals of sequential passes, concatenated along the batch like one batched pass."""
+    if len(groups) == 1:
+        return groups[0]
+    fields = Retrieval.__dataclass_fields__
+    return [
+        None if parts[0] is None else Retrieval(*(torch.cat([getattr(p, f) for p in parts]) for f in fields))
+        for parts in zip(*groups, strict=True)
+    ]
+
+
+@torch.no_grad()
+def denoise(
+    dit: nn.Module,
+    schedule: FlowMatchSchedule,
+    noise: Tensor,
+    cond: Conditioning,
+    *,
+    guidance_scale: float = 5.0,
+    cfg_batch: bool = True,
+    on_step: Callable[[int, float, list[Retrieval | None]], None] | None = None,
+    progress: bool = True,
+    description: str = "denoising",
+) -> Tensor:
+    """The sampling loop: Euler steps of the flow from `noise` (B, C, Ft, h, w) to target latents (float32).
+
+    At every step the DiT sees [clean context latents ; current target latents] along time and the
+    bf16-rounded timestep; with guidance, prompt and negative-prompt passes give `v = v_neg + g (v_pos - v_neg)`
+    (one batch of 2B when `cfg_batch`, else two passes); only the target frames are stepped.
+    `on_step(step, timestep, retrievals)` receives the per-block retrievals (rows: prompt passes, then
+    negative passes).
+    """
+    device = noise.device
+    context_latents = cond.context_latents.to(device, torch.float32)
+    num_context = context_latents.shape[2]
+    use_cfg = cond.negative_text is not None and guidance_scale != 1.0
+    texts = [cond.text, cond.negative_text] if use_cfg else [cond.text]
+    groups = [texts] if cfg_batch else [[t] for t in texts]
+    x = noise.to(torch.float32)
+    for i in tqdm(range(schedule.num_inference_steps), desc=description, disable=not progress):
+        timestep = schedule.dit_timestep(i)  # (1,), bf16-rounded as the DiT was trained
+        latents = torch.cat([context_latents, x], dim=2)  # (B, C, Fc + Ft, h, w)
+        velocities, retrievals = [], []
+        for group in groups:
+            n = len(group)
+            out, retrieval = dit(
+                latents.repeat(n, 1, 1, 1, 1),
+                timestep.to(device),
+                torch.cat(group).to(device),
+                cond.cam_context.to(device).repeat(n, 1, 1),
+                cond.cam_target.to(device).repeat(n, 1, 1),
+                num_context_frames=num_context,
+                return_retrieval=True,
+            )
+            velocities.append(out[:, :, num_context:].float())  # (n*B, C, Ft, h, w)
+            retrievals.append(retrieval)
+        velocity = torch.cat(velocities)
+        if use_cfg:
+            v_pos, v_neg = velocity.chunk(2)
+            velocity = v_neg + guidance_scale * (v_pos - v_neg)
+        x = schedule.step(x, velocity, i)
+        if on_step is not None:
+            on_step(i, timestep.item(), _cat_retrievals(retrievals))
+    return x
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+class HydraPipeline:
+    """Wan2.1 + HyDRA video continuation. `pipeline(samples, config)` -> one `GenerationResult` per sample.
+
+    `offload`: `none` keeps every model once loaded; `model` (default) loads each model for its step only;
+    `blocks` also streams the DiT's blocks to the GPU one at a time. `attention`/`top_k` override the DiT's.
+    """
+
+    def __init__(
+        self,
+        files: ModelFiles,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        offload: str = "model",
+        attention: str | None = None,
+        top_k: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if offload not in OFFLOAD_MODES:
+            raise InputError(f"offload: expected one of {OFFLOAD_MODES}, got {offload!r}")
+        self.files = files
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.offload = offload
+        self.dit_overrides = {k: v for k, v in (("attention", attention), ("top_k", top_k)) if v is not None}
+        self.log = log or (lambda message: None)
+        loaders = {"text_encoder": self._load_text_encoder, "vae": self._load_vae, "dit": self._load_dit}
+        self.models = ModelSlots(loaders, offload=offload, device=self.device)
+
+    @classmethod
+    def from_pretrained(cls, ckpt_dir: str | Path, hydra_ckpt: str | Path | None = None, **kwargs) -> HydraPipeline:
+        return cls(ModelFiles.find(ckpt_dir, hydra_ckpt), **kwargs)
+
+    # -------------------------------------------------------------------------------- model loaders
+    def _load_text_encoder(self) -> nn.Module:
+        self.log(f"loading text encoder {self.files.text_encoder}")
+        config = text_encoder_config_of(self.files.text_encoder)
+        return load_text_encoder(self.files.text_encoder, config, device=self.device, dtype=self.dtype)
+
+    def _load_vae(self) -> nn.Module:
+        self.log(f"loading VAE {self.files.vae}")
+        state = read_state_dict(self.files.vae, what=f"the Wan2.1 VAE `{VAE_FILENAME}`")
+        base_dim = state["encoder.conv1.weight"].shape[0] if "encoder.conv1.weight" in state else None
+        del state
+        config = vae_config("wan2.1", **({"base_dim": base_dim} if base_dim else {}))
+        return load_vae(self.files.vae, config, device=self.device, dtype=self.dtype)
+
+    def _load_dit(self) -> nn.Module:
+        path = self.files.hydra or self.files.dit
+        note = "" if self.files.hydra else " (no HyDRA checkpoint: HyDRA modules initialised as the reference does)"
+        self.log(f"loading DiT {path}{note}")
+        blocks = self.offload == "blocks"
+        dit = load_dit(path, dtype=self.dtype, device="cpu" if blocks else self.device, **self.dit_overrides)
+        if blocks:
+            enable_block_offload(dit, self.device)
+        return dit
+
+    # -------------------------------------------------------------------------------- generation
+    def __call__(
+        self,
+        samples: Sequence[Sample],
+        config: GenerationConfig | None = None,
+        *,
+        record_retrieval: bool = False,
+        progress: bool = True,
+    ) -> list[GenerationResult]:
+        config = config or GenerationConfig()
+        # 1. check inputs
+        if not samples:
+            raise InputError("no samples to generate")
+        for sample in samples:
+            check_sample(sample, config)
+        if record_retrieval and self.dit_overrides.get("attention", "memory") != "memory":
+            raise InputError(f"retrieval recording needs attention 'memory', not {self.dit_overrides['attention']!r}")
+
+        # 2. encode prompts (text encoder resident for this step only)
+        negative = [config.negative_prompt] if config.use_cfg else []
+        prompts = list(dict.fromkeys([*(s.prompt for s in samples), *negative]))
+        text = self._encode_prompts(prompts, config.text_length)
+
+        # 3. encode the condition clips (never decoded again: the output reuses the input frames)
+        with self.models.use("vae") as vae:
+            self.log(f"encoding {len(samples)} condition clip(s)")
+            context_latents = [self._vae_encode(vae, s.condition, config.vae_tiled) for s in samples]
+
+        # 4. denoise the target latents (DiT resident for this step only)
+        schedule = FlowMatchSchedule(num_inference_steps=config.num_steps, shift=config.shift)
+        target_latents, records = [], []
+        with self.models.use("dit") as dit:
+            self._check_dit(dit, context_latents[0], next(iter(text.values())), record_retrieval)
+            for sample, latents in zip(samples, context_latents, strict=True):
+                cond = Conditioning(
+                    context_latents=latents,
+                    text=text[sample.prompt],
+                    negative_text=text[config.negative_prompt] if config.use_cfg else None,
+                    cam_context=sample.cam_context[None],
+                    cam_target=sample.cam_target[None],
+                )
+                shape = (1, latents.shape[1], config.target_latent_frames, *latents.shape[3:])
+                recorder = RetrievalRecorder(passes=2 if config.use_cfg else 1) if record_retrieval else None
+                target = denoise(
+                    dit,
+                    schedule,
+                    initial_noise(config.seed, shape).to(self.device),
+                    cond,
+                    guidance_scale=config.guidance_scale,
+                    cfg_batch=config.cfg_batch,
+                    on_step=recorder,
+                    progress=progress,
+                    description=sample.name,
+                )
+                target_latents.append(target.cpu())
+                kt = dit.cfg.tokenizer_kernel[0]
+                records.append(recorder.record(config.context_latent_frames, kt) if recorder else None)
+
+        # 5. decode the generated latents only
+        with self.models.use("vae") as vae:
+            self.log(f"decoding {len(samples)} generated clip(s)")
+            generated = [self._vae_decode(vae, z, config.vae_tiled) for z in target_latents]
+
+        # 6. outputs: condition frames followed by generated frames
+        return [
+            GenerationResult(s.name, torch.cat([s.condition.float(), g], dim=1), c, z, r)
+            for s, g, c, z, r in zip(samples, generated, context_latents, target_latents, records, strict=True)
+        ]
+
+    def _encode_prompts(self, prompts: list[str], text_length: int) -> dict[str, Tensor]:
+        tokenizer = load_tokenizer(self.files.tokenizer)
+        with self.models.use("text_encoder") as encoder:
+            self.log(f"encoding {len(prompts)} prompt(s)")
+            return {p: encode_prompts(encoder, tokenizer, p, max_length=text_length).cpu() for p in prompts}
+
+    def _vae_encode(self, vae, video: Tensor, tiled: bool) -> Tensor:
+        return vae.encode(video[None].to(self.device), tiled=tiled).cpu()  # (1, C, Fc, h, w)
+
+    def _vae_decode(self, vae, latents: Tensor, tiled: bool) -> Tensor:
+        return vae.decode(latents.to(self.device), tiled=tiled)[0].float().cpu()  # (3, Tt, H, W)
+
+    def _check_dit(self, dit, latents: Tensor, text: Tensor, record_retrieval: bool) -> None:
+        cfg = dit.cfg
+        source = self.files.hydra or self.files.dit
+        if cfg.in_dim != latents.shape[1] or cfg.text_dim != text.shape[-1]:
+            raise CheckpointError(
+                f"{source}: DiT expects {cfg.in_dim} latent channels and text width {cfg.text_dim}, but the VAE "
+                f"gives {latents.shape[1]} and the text encoder {text.shape[-1]}"
+            )
+        if record_retrieval and (cfg.attention != "memory" or cfg.top_k == 0):
+            raise InputError(
+                f"retrieval recording needs attention 'memory' with top_k > 0 (got {cfg.attention}, {cfg.top_k})"
+            )

@@ -1,0 +1,267 @@
+"""Offline preprocessing: dataset samples -> VAE latents, caption embeddings and relative cameras on disk.
+
+Per sample (REFERENCE.md §5): the context and target clips are encoded by the VAE *each on its own* (the VAE
+is causal in time, so the target's first frame is encoded as a first frame, as in the reference), the caption
+by the text encoder (512 tokens, padding rows zero), and the relative cameras are read one per latent frame.
+The result is written as one safetensors file per sample plus a JSON manifest (format:
+`hydra_wm.training.data`). Runs are idempotent and resumable: finished samples are skipped, every file is
+written atomically, a bad sample is reported and skipped. Under `torchrun`, rank r takes samples r, r + N, ...
+and nothing else is coordinated.
+
+The encoders are pluggable (`Encoders`): the Wan2.1 VAE and umT5 (`load_encoders`), tiny random ones in
+tests, or any codec with the same `encode` contract (e.g. a pixel space-to-depth codec) and no text at all
+(`null_text`). `EncodedDataset` applies the same encoding on the fly to an in-memory dataset, so a small model
+can train on rendered clips without a disk round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from .errors import InputError
+from .io_utils import atomic_path, write_text_atomic
+from .training.data import FORMAT_VERSION, MANIFEST, SAMPLE_FORMAT, SAMPLES_DIR, pack_sample
+
+VAE_FILENAME = "Wan2.1_VAE.pth"
+
+
+@dataclass
+class Encoders:
+    """What turns raw clips and captions into training tensors."""
+
+    encode_video: Callable[[Tensor], Tensor]
+    """(B, 3, T, H, W) in [-1, 1] -> latents (B, C, F, h, w)."""
+    encode_text: Callable[[Sequence[str]], Tensor]
+    """Captions -> (B, Lt, Dt) embeddings whose padding rows are zero."""
+    latent_stride: int
+    """Video frames per latent frame (Wan VAE: 4); cameras are taken every `latent_stride`-th frame."""
+    settings: dict = field(default_factory=dict)
+    """JSON description recorded in the manifest; a later run into the same folder must match it."""
+
+
+def wan_encoders(
+    vae, text_encoder, tokenizer, *, text_length: int = 512, tiled: bool = False, settings: dict | None = None
+) -> Encoders:
+    """`Encoders` from a loaded `WanVAE`, umT5 encoder and tokenizer (as Wan2.1 encodes)."""
+    from .text_encoder import encode_prompts
+
+    return Encoders(
+        encode_video=lambda video: vae.encode(video, tiled=tiled),
+        encode_text=lambda captions: encode_prompts(text_encoder, tokenizer, list(captions), text_length),
+        latent_stride=vae.config.temporal_factor,
+        settings={"text_length": text_length, "tiled": tiled, **(settings or {})},
+    )
+
+
+def null_text(dim: int, length: int = 1) -> Callable[[Sequence[str]], Tensor]:
+    """`encode_text` for a model without text: `length` zero rows of width `dim` per caption."""
+    return lambda captions: torch.zeros(len(captions), length, dim)
+
+
+def load_encoders(
+    ckpt_dir: str | os.PathLike | None = None,
+    *,
+    vae: str | os.PathLike | None = None,
+    text_encoder: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    vae_preset: str = "wan2.1",
+    text_encoder_preset: str = "umt5-xxl",
+    text_length: int = 512,
+    tiled: bool = False,
+    device: str | torch.device = "cpu",
+) -> Encoders:
+    """Load the Wan2.1 VAE, umT5 encoder and tokenizer from `ckpt_dir` (Wan2.1's file names) or explicit paths.
+
+    Explicit paths win over `ckpt_dir`. The text encoder runs in bf16 on CUDA and float32 on CPU.
+    """
+    from .text_encoder import T5_FILENAME, TOKENIZER_SUBDIR, load_text_encoder, load_tokenizer, text_encoder_config
+    from .vae import load_vae, vae_config
+
+    root = Path(ckpt_dir) if ckpt_dir is not None else None
+    paths = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}
+    defaults = {"vae": VAE_FILENAME, "text_encoder": T5_FILENAME, "tokenizer": TOKENIZER_SUBDIR}
+    for key, value in paths.items():
+        if value is None:
+            if root is None:
+                raise InputError(f"preprocess: give --ckpt-dir or --{key.replace('_', '-')}")
+            paths[key] = root / defaults[key]
+    device = torch.device(device)
+    text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    loaded_vae = load_vae(paths["vae"], vae_config(vae_preset), device=device)
+    encoder = load_text_encoder(
+        paths["text_encoder"], text_encoder_config(text_encoder_preset), device=device, dtype=text_dtype
+    )
+    settings = {
+        "vae": str(Path(paths["vae"]).resolve()),
+        "vae_preset": vae_preset,
+        "text_encoder": str(Path(paths["text_encoder"]).resolve()),
+        "text_encoder_preset": text_encoder_preset,
+    }
+    return wan_encoders(
+        loaded_vae, encoder, load_tokenizer(paths["tokenizer"]), text_length=text_length, tiled=tiled, settings=settings
+    )
+
+
+# ----------------------------------------------------------------------------------------------------- encoding
+
+
+def raw_fields(item) -> tuple[Tensor, Tensor, Tensor, Tensor, str]:
+    """(context clip, target clip, context cameras, target cameras, caption) of an `HMWorldSample` or of a
+    dict item with keys context/target/context_cameras/target_cameras/caption (e.g. `FlatlandDataset`)."""
+    if isinstance(item, dict):
+        context, target = item.get("context"), item.get("target")
+        cameras, caption = (item.get("context_cameras"), item.get("target_cameras")), item.get("caption")
+    else:
+        context, target = item.condition, item.target
+        cameras, caption = (item.context_cameras, item.target_cameras), item.caption
+    if context is None or target is None:
+        raise InputError("sample has no " + ("context clip (cond.mp4)" if context is None else "target clip (tgt.mp4)"))
+    if cameras[0] is None or cameras[1] is None or caption is None:
+        raise InputError("sample lacks its cameras or its caption")
+    return context, target, cameras[0], cameras[1], caption
+
+
+@torch.no_grad()
+def encode_sample(item, encoders: Encoders) -> dict[str, Tensor]:
+    """One raw sample -> the training tensors (see `hydra_wm.training.data`), on the CPU."""
+    context, target, cam_context, cam_target, caption = raw_fields(item)
+    # Each clip on its own (REFERENCE.md §5): the causal VAE sees the target's first frame as a first frame.
+    latents = [encoders.encode_video(clip[None])[0].float().cpu() for clip in (context, target)]  # (C, F, h, w)
+    for name, clip_latents, cams in (("context", latents[0], cam_context), ("target", latents[1], cam_target)):
+        if clip_latents.shape[1] != cams.shape[0]:
+            raise InputError(
+                f"{name}: {clip_latents.shape[1]} latent frames but {cams.shape[0]} camera rows "
+                f"(latent stride {encoders.latent_stride})"
+            )
+    text = encoders.encode_text([caption])[0].float().cpu()  # (Lt, Dt)
+    return {
+        "context_latents": latents[0],
+        "target_latents": latents[1],
+        "context_cameras": cam_context.float(),
+        "target_cameras": cam_target.float(),
+        "text": text,
+    }
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """An in-memory dataset of raw clips (e.g. `FlatlandDataset`) encoded on the fly with `encoders`.
+
+    Items are the training tensors a `PreprocessedDataset` returns; the model sees no difference.
+    """
+
+    def __init__(self, dataset, encoders: Encoders, latent_dtype: torch.dtype | None = None):
+        self.dataset, self.encoders, self.latent_dtype = dataset, encoders, latent_dtype
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = encode_sample(self.dataset[index], self.encoders)
+        if self.latent_dtype is not None:
+            item = {k: v.to(self.latent_dtype) if k.endswith("latents") else v for k, v in item.items()}
+        return item
+
+
+# ----------------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class PreprocessReport:
+    """What one (rank's) run did."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def sample_path(out: str | os.PathLike, name: str) -> Path:
+    return Path(out) / SAMPLES_DIR / f"{name}.safetensors"
+
+
+def write_sample(path: Path, item: dict[str, Tensor], name: str, caption: str, latent_dtype=None) -> None:
+    """Write one sample file atomically (a crash never leaves a partial file under the final name)."""
+    tensors, metadata = pack_sample(item, name, caption)
+    if latent_dtype is not None:
+        tensors = {k: v.to(latent_dtype) if k.endswith("latents") else v for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def write_manifest(out: Path, settings: dict) -> None:
+    """Record the encoding settings; refuse a folder preprocessed with different ones (mixing is silent harm)."""
+    manifest = out / MANIFEST
+    record = {"format": SAMPLE_FORMAT, "version": FORMAT_VERSION, "settings": settings}
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old is not None and old.get("settings") != settings:
+            raise InputError(
+                f"{manifest}: samples there were preprocessed with other settings ({old.get('settings')}); "
+                "use another output folder"
+            )
+    write_text_atomic(manifest, json.dumps(record, indent=1))  # every rank writes the same bytes
+
+
+def preprocess(
+    dataset,
+    out: str | os.PathLike,
+    encoders: Encoders,
+    *,
+    settings: dict | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    latent_dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> PreprocessReport:
+    """Encode this rank's share of `dataset` (an `HMWorldDataset`, or any indexable with `names`) into `out`.
+
+    Samples whose file exists are skipped; any error in one sample is recorded in the report and the run goes on.
+    `settings` (plus the encoders') go into the manifest. Failures are also written to failed[.rankR].json.
+    """
+    out = Path(out)
+    start = time.perf_counter()
+    write_manifest(
+        out,
+        {
+            **encoders.settings,
+            **(settings or {}),
+            "latent_stride": encoders.latent_stride,
+            "latent_dtype": str(latent_dtype or torch.float32),
+        },
+    )
+    names = list(dataset.names)[rank::world_size]
+    report = PreprocessReport()
+    bar = tqdm(names, desc=f"preprocess (rank {rank}/{world_size})", unit="sample", disable=not progress)
+    for index, name in zip(range(rank, len(dataset.names), world_size), bar, strict=False):
+        path = sample_path(out, name)
+        if path.is_file():
+            report.skipped.append(name)
+            continue
+        try:
+            sample = dataset[index]
+            write_sample(path, encode_sample(sample, encoders), name, raw_fields(sample)[4], latent_dtype)
+        except Exception as exc:  # a bad sample must never stop the batch; it is reported and listed
+            report.failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            bar.write(f"preprocess: skipped {name}: {report.failed[name]}")
+        else:
+            report.written.append(name)
+    report.seconds = time.perf_counter() - start
+    failures = out / ("failed.json" if world_size == 1 else f"failed.rank{rank}.json")
+    if report.failed:
+        write_text_atomic(failures, json.dumps(report.failed, indent=1))
+    elif failures.exists():
+        failures.unlink()
+    return report

@@ -1,0 +1,182 @@
+"""`TrainConfig`: every knob of `hydra-wm train`, typed, documented per field and validated on construction.
+
+Defaults reproduce the reference recipe (REFERENCE.md §5): only HyDRA's and the self-attention parameters train,
+AdamW at lr 1e-5, one timestep per batch from the 1000 training timesteps weighted by w(t), bf16 (on GPU),
+gradient checkpointing per block. The `hydra-wm train` options are generated from this class (one option per
+field, its help text the field's docstring), so the CLI and the Python API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+from dataclasses import dataclass
+from functools import cache
+
+from ..config import ATTENTION_MODES, DIT_PRESETS, ConfigError
+
+TRAINABLE = ("auto", "hydra", "all")
+PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL = ("ddp", "fsdp")
+LR_SCHEDULES = ("constant", "cosine")
+TIMESTEP_SAMPLING = ("batch", "sample")
+LOSS_WEIGHTING = ("reference", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data, model, optimisation, distribution, checkpoints and logging."""
+
+    out: str = "runs/hydra"
+    """Run folder: config.json, checkpoints/, train_log.jsonl, the exported model."""
+    data: str | None = None
+    """Folder written by `hydra-wm preprocess` (None only when a dataset object is passed to `train()`)."""
+    init: str | None = None
+    """Checkpoint to start from: the base Wan2.1 DiT (HyDRA modules initialised as the reference does) or a
+    HyDRA checkpoint (e.g. the released hydra.ckpt). Exclusive with `preset`."""
+    preset: str | None = None
+    """DiT preset for a freshly initialised model (e.g. `debug`); its in/out/text widths follow the data."""
+    attention: str | None = None
+    """Self-attention mode to train: memory (HyDRA), full (dense baseline) or window (no memory); None keeps
+    the checkpoint's or preset's."""
+    trainable: str = "auto"
+    """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
+    cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
+    starting from a checkpoint, all for a fresh preset."""
+    steps: int = 10_000
+    """Optimiser steps of the whole run (the LR schedule spans them). Paper: 10K."""
+    stop_after: int | None = None
+    """End this invocation after this global step with a checkpoint (the schedule still spans `steps`);
+    continue later with `resume`."""
+    batch_size: int = 1
+    """Samples per process per micro-step (global batch = batch_size x grad_accum x processes)."""
+    grad_accum: int = 1
+    """Micro-steps accumulated per optimiser step."""
+    lr: float = 1e-5
+    """Peak AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (PyTorch's default, as the reference's optimiser)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up from 0 over this many steps."""
+    lr_schedule: str = "constant"
+    """After warm-up: `constant` (reference) or `cosine` decay to 0 at `steps`."""
+    grad_clip: float = 0.0
+    """Clip the global gradient norm to this value (0: off, as the reference)."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the trainable weights with this decay (0: off); saved in checkpoints and
+    exported with `export_ema`."""
+    timesteps: str = "batch"
+    """Noise-level sampling: `batch` = one random training timestep per batch (reference), `sample` = one per
+    sample (lower-variance gradients for small models)."""
+    loss_weighting: str = "reference"
+    """Per-timestep loss weight: `reference` = w(t) of REFERENCE.md §4, `none` = 1."""
+    shift: float = 5.0
+    """Time shift of the training schedule (Wan2.1: 5)."""
+    precision: str = "auto"
+    """`bf16` (autocast; FSDP: bf16 parameters with fp32 reduction), `fp32`, or `auto` = bf16 on CUDA and fp32
+    on CPU (bf16 on CPU is slow)."""
+    activation_checkpointing: bool = True
+    """Recompute each DiT block in the backward pass instead of keeping its activations (reference)."""
+    parallel: str = "ddp"
+    """Under torchrun with more than one process: `ddp` (replicated weights) or `fsdp` (sharded, FSDP2)."""
+    device: str = "auto"
+    """`cuda` (one GPU per process, by LOCAL_RANK), `cpu`, or `auto` = cuda when available."""
+    seed: int = 0
+    """Seed of the data order, the noise and a fresh model's weights."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process."""
+    save_every: int = 1000
+    """Save a checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Most recent checkpoints kept in out/checkpoints (older ones are deleted)."""
+    resume: bool = False
+    """Continue from the latest checkpoint in `out` (same config), bit for bit."""
+    log_every: int = 10
+    """Print and log loss, step time and samples/s every this many steps."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to out/tensorboard (only if the tensorboard package is installed)."""
+    export: str | None = "hydra.safetensors"
+    """File name (in `out`) of the inference checkpoint written at the end, in the released hydra.ckpt key
+    layout (`.safetensors`, or `.ckpt`/`.pt`/`.pth` for a torch file); None: no export."""
+    export_ema: bool = False
+    """Export the EMA weights instead of the raw ones (needs `ema_decay` > 0)."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.export = self.export or None  # "" (e.g. `--export ""`) means no export
+        choices = {
+            "trainable": TRAINABLE,
+            "precision": PRECISIONS,
+            "parallel": PARALLEL,
+            "lr_schedule": LR_SCHEDULES,
+            "timesteps": TIMESTEP_SAMPLING,
+            "loss_weighting": LOSS_WEIGHTING,
+            "device": DEVICES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        if self.attention is not None and self.attention not in ATTENTION_MODES:
+            raise ConfigError(f"attention: expected one of {ATTENTION_MODES}, got {self.attention!r}")
+        if (self.init is None) == (self.preset is None):
+            raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
+        if self.preset is not None and self.preset not in DIT_PRESETS:
+            raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "num_workers"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
+        if self.stop_after is not None and not 1 <= self.stop_after <= self.steps:
+            raise ConfigError(f"stop_after: expected between 1 and steps ({self.steps}), got {self.stop_after}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0 or not self.shift > 0:
+            raise ConfigError("lr and shift must be > 0; weight_decay and grad_clip >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay: expected 0 <= decay < 1, got {self.ema_decay}")
+        if self.export_ema and self.ema_decay == 0:
+            raise ConfigError("export_ema needs ema_decay > 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas: expected two values in [0, 1), got {self.betas}")
+
+    @property
+    def resolved_trainable(self) -> str:
+        """`hydra` or `all` (`auto` resolved: a fresh model trains everything)."""
+        if self.trainable != "auto":
+            return self.trainable
+        return "all" if self.preset is not None else "hydra"
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Fields that may differ between a run and its resumption without changing the result (`data` may move; a
+# different sample count is caught by the data-order check).
+RESUMABLE_CHANGES = frozenset(
+    ("data", "stop_after", "resume", "num_workers", "log_every", "tensorboard", "progress", "save_every")
+    + ("keep_checkpoints", "export", "export_ema")
+)
+
+
+@cache
+def field_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """{field: docstring} read from the class source (the string literal under each annotated field)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            value = following.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                docs[node.target.id] = " ".join(value.value.split())  # type: ignore[union-attr]
+    return docs

@@ -1,0 +1,80 @@
+"""Non-learned baselines: camera distances with known answers, and the videos they write (generate's layout)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hydra_wm.baselines import closest_context_frames, frame_poses, pose_distance, run_baseline
+from hydra_wm.cli import main
+from hydra_wm.flatland import flatland_config, write_dataset
+from hydra_wm.video import read_frames
+
+
+def _pose(yaw_deg: float, position=(0.0, 0.0, 0.0)) -> np.ndarray:
+    yaw = np.deg2rad(yaw_deg)
+    pose = np.eye(4)
+    pose[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    pose[:3, 3] = position
+    return pose
+
+
+@pytest.fixture(scope="module")
+def flatland(tmp_path_factory):
+    root = tmp_path_factory.mktemp("baselines") / "flatland"
+    write_dataset(root, flatland_config("debug"), 2, seed=5, progress=False)
+    return root
+
+
+def test_pose_distance_and_closest_frame():
+    # 90 degrees of yaw plus 1 m of translation at the default 10 degrees per metre
+    assert pose_distance(_pose(0.0), _pose(90.0, (1.0, 0.0, 0.0))) == pytest.approx(100.0)
+    assert pose_distance(_pose(30.0), _pose(30.0)) == pytest.approx(0.0, abs=1e-6)
+    context = np.stack([_pose(y) for y in (0.0, 20.0, 40.0, 20.0)])
+    target = np.stack([_pose(y) for y in (19.0, 38.0, -5.0, 20.0)])
+    # 19 → 20 degrees (frames 1 and 3 tie: the latest wins), 38 → 40, -5 → 0, 20 → 3 (tie, latest)
+    assert closest_context_frames(context, target).tolist() == [3, 2, 0, 3]
+    # a camera 2 m away at the same angle loses against one 5 degrees off at the same place
+    far = np.stack([_pose(0.0, (2.0, 0.0, 0.0)), _pose(5.0)])
+    assert closest_context_frames(far, _pose(0.0)[None]).tolist() == [1]
+    assert closest_context_frames(far, _pose(0.0)[None], deg_per_metre=1.0).tolist() == [0]
+
+
+def test_frame_poses_spread_poses_over_frames():
+    poses = np.stack([_pose(float(y)) for y in range(5)])
+    assert frame_poses(poses, 5) is poses
+    picked = frame_poses(poses, 9)  # video frame i → pose round(i * 4 / 8)
+    assert [round(np.degrees(np.arctan2(p[1, 0], p[0, 0]))) for p in picked] == [0, 0, 1, 2, 2, 2, 3, 4, 4]
+
+
+def test_repeat_last_writes_context_then_frozen_frames(flatland, tmp_path):
+    names = run_baseline("repeat-last", flatland, tmp_path, progress=False)
+    assert names == ["sample_00000", "sample_00001"]
+    for name in names:
+        video, context = read_frames(tmp_path / f"{name}.mp4"), read_frames(flatland / name / "cond.mp4")
+        assert len(video) == len(context) + len(read_frames(flatland / name / "tgt.mp4"))
+        assert np.array_equal(video[: len(context)], context)  # lossless
+        assert (video[len(context) :] == context[-1]).all()
+
+
+def test_closest_camera_copies_the_frame_with_the_nearest_yaw(flatland, tmp_path):
+    run_baseline("closest-camera", flatland, tmp_path, progress=False)
+    for name in ("sample_00000", "sample_00001"):
+        video, context = read_frames(tmp_path / f"{name}.mp4"), read_frames(flatland / name / "cond.mp4")
+        truth = json.loads((flatland / name / "truth.json").read_text())
+        for t, frame in enumerate(video[len(context) :]):
+            copied = [c for c in range(len(context)) if np.array_equal(frame, context[c])]
+            assert copied, f"{name}: target frame {t} is no context frame"
+            # the copied frame's yaw is the nearest to the target yaw (Flatland turns about one axis only)
+            gaps = np.abs((np.array(truth["cond"]["yaw_deg"]) - truth["tgt"]["yaw_deg"][t] + 180.0) % 360.0 - 180.0)
+            assert gaps[copied[0]] == pytest.approx(gaps.min(), abs=1e-6)
+
+
+def test_baseline_command(flatland, tmp_path, capsys):
+    assert main(["baseline", "repeat-last", str(flatland), str(tmp_path / "out"), "--quiet"]) == 0
+    assert "wrote 2 repeat-last predictions" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sample_00000.mp4", "sample_00001.mp4"]
+    assert main(["baseline", "repeat-last", str(tmp_path / "nothing"), str(tmp_path / "out2"), "--quiet"]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -1,0 +1,259 @@
+"""Training on the debug preset: the loss falls, resuming is bit for bit, the export loads, the recipe holds."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hydra_wm.cli import main
+from hydra_wm.config import ConfigError, dit_config
+from hydra_wm.flow import FlowMatchSchedule
+from hydra_wm.loading import load_dit
+from hydra_wm.model import HydraDiT
+from hydra_wm.preprocess import write_manifest, write_sample
+from hydra_wm.training import DataOrder, PreprocessedDataset, TrainConfig, collate, flow_matching_loss, train
+from hydra_wm.training.checkpoint import read_checkpoint
+from hydra_wm.training.data import read_sample
+from hydra_wm.training.loop import set_trainable
+
+CHANNELS, FRAMES, SIZE, TEXT_ROWS, TEXT_DIM = 4, 4, 8, 16, 16
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny matrices: one thread is ~2x faster than two on a busy 2-core machine, and the results do not depend on it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_item(generator: torch.Generator, text_length: int = 10) -> dict[str, torch.Tensor]:
+    """Random sample with something to learn: one colour per sample, shared by its context and target clips."""
+    text = torch.randn(TEXT_ROWS, TEXT_DIM, generator=generator)
+    text[text_length:] = 0
+    colour = torch.randn(CHANNELS, 1, 1, 1, generator=generator)
+    clip = lambda: colour + 0.1 * torch.randn(CHANNELS, FRAMES, SIZE, SIZE, generator=generator)  # noqa: E731
+    return {
+        "context_latents": clip(),
+        "target_latents": clip(),
+        "context_cameras": torch.randn(FRAMES, 12, generator=generator),
+        "target_cameras": torch.randn(FRAMES, 12, generator=generator),
+        "text": text,
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A preprocessed folder of 8 random samples (4 channels, 4 + 4 latent frames of 8x8, 16 text rows)."""
+    root = tmp_path_factory.mktemp("prepared")
+    write_manifest(root, {"made_by": "test_train"})
+    generator = torch.Generator().manual_seed(0)
+    for i in range(8):
+        write_sample(root / "samples" / f"s{i}.safetensors", make_item(generator, 6 + i), f"s{i}", f"caption {i}")
+    return root
+
+
+def config(tmp_path, data, **changes) -> TrainConfig:
+    values = dict(
+        out=str(tmp_path / "run"),
+        data=str(data),
+        preset="debug",
+        steps=6,
+        batch_size=2,
+        lr=1e-3,
+        device="cpu",
+        progress=False,
+        log_every=100,
+        activation_checkpointing=False,
+    )
+    return TrainConfig(**{**values, **changes})
+
+
+def test_sample_files_round_trip_with_text_padding_restored(data):
+    item = make_item(torch.Generator().manual_seed(0), 6)  # the first sample the fixture wrote
+    read = read_sample(data / "samples" / "s0.safetensors")
+    assert set(read) == set(item)
+    for key in item:
+        assert torch.equal(read[key], item[key]), key
+    assert len(PreprocessedDataset(data)) == 8
+
+
+def test_loss_goes_down_on_a_fixed_batch(tmp_path, data):
+    dataset = PreprocessedDataset(data)
+    batch = collate([dataset[i] for i in range(len(dataset))])  # batch_size = dataset size: every step this batch
+    schedule = FlowMatchSchedule()
+
+    def fixed_loss(model):  # the same noise and timesteps every time
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(123)
+            return sum(flow_matching_loss(model, batch, schedule, gen).item() for _ in range(8)) / 8
+
+    torch.manual_seed(0)
+    fresh = HydraDiT(dit_config("debug"))
+    fresh.init_weights()
+    result = train(config(tmp_path, data, steps=30, batch_size=8, lr=3e-3, export=None))
+    before, after = fixed_loss(fresh), fixed_loss(result.model)
+    assert after < 0.5 * before, (before, after)
+    assert len(result.losses) == 30 and result.step == 30
+
+
+class SignalAt(torch.utils.data.Dataset):
+    """A dataset that sends this process SIGTERM (as a scheduler's time limit does) at its n-th item read."""
+
+    def __init__(self, dataset, n: int):
+        self.dataset, self.n, self.reads = dataset, n, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        if self.reads == self.n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.dataset[index]
+
+
+def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, data):
+    changes = dict(ema_decay=0.9, grad_accum=2, warmup_steps=2, lr_schedule="cosine", timesteps="sample",
+                   grad_clip=1.0, activation_checkpointing=True, save_every=10)  # fmt: skip
+    whole = train(config(tmp_path / "a", data, **changes))
+    # 1. stopped by --stop-after at step 2
+    first = train(config(tmp_path / "b", data, stop_after=2, **changes))
+    assert first.step == 2 and first.export is None and first.checkpoint.name == "step_00000002.safetensors"
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config(tmp_path / "b", data, **changes))
+    with pytest.raises(ConfigError, match="lr"):
+        train(config(tmp_path / "b", data, resume=True, **{**changes, "lr": 2e-3}))
+    # 2. resumed, then stopped by SIGTERM during step 4 (2 items per micro-batch, 2 micro-batches per step;
+    #    read 1 is the setup's look at the data): the step finishes, a checkpoint is saved, the run ends
+    second = train(config(tmp_path / "b", data, resume=True, **changes), dataset=SignalAt(PreprocessedDataset(data), 6))
+    assert second.step == 4 and second.checkpoint.name == "step_00000004.safetensors"
+    # 3. resumed to the end
+    resumed = train(config(tmp_path / "b", data, resume=True, **changes))
+    assert resumed.step == 6 and first.losses + second.losses + resumed.losses == whole.losses
+    expected, actual = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    # EMA, optimiser and RNG states were restored too: the final checkpoints agree bit for bit.
+    a, _ = read_checkpoint(whole.checkpoint)
+    b, _ = read_checkpoint(resumed.checkpoint)
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(tmp_path_factory):
+    """A 'base Wan2.1' debug DiT file (no HyDRA keys) with a non-zero head, as a pretrained model has."""
+    torch.manual_seed(1)
+    model = HydraDiT(dit_config("debug"))
+    model.init_weights()
+    torch.nn.init.normal_(model.head.head.weight, std=0.05)
+    hydra = ("self_attn.tokenizer.", "cam_encoder_", "projector.")
+    state = {k: v for k, v in model.state_dict().items() if not any(m in k for m in hydra)}
+    path = tmp_path_factory.mktemp("base") / "base.safetensors"
+    save_file(state, str(path), metadata={"num_heads": "2"})
+    return path, state
+
+
+def test_reference_recipe_from_base_trains_only_hydra_and_exports_a_loadable_model(tmp_path, data, base_checkpoint):
+    path, base = base_checkpoint
+    result = train(config(tmp_path, data, preset=None, init=str(path), steps=3))
+    trained = result.model.state_dict()
+    for name, value in base.items():
+        trainable = "self_attn." in name
+        assert torch.equal(trained[name], value) != trainable, name  # frozen unchanged, trainable moved
+    assert trained["blocks.0.cam_encoder_tgt.weight"].abs().sum() > 0  # zero-initialised, now trained
+    # The export has every weight under the released flat names, and its config in the metadata.
+    loaded = load_dit(result.export)
+    assert loaded.cfg == result.model.cfg
+    assert all(torch.equal(value, trained[name]) for name, value in loaded.state_dict().items())
+    batch = collate([PreprocessedDataset(data)[0]])
+    schedule = FlowMatchSchedule()
+    with torch.no_grad():
+        expected = flow_matching_loss(result.model.eval(), batch, schedule, torch.Generator().manual_seed(5))
+        actual = flow_matching_loss(loaded, batch, schedule, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_trainable_sets():
+    model = HydraDiT(dit_config("debug"))
+    names = set(set_trainable(model, "hydra"))
+    assert "blocks.1.self_attn.tokenizer.conv.weight" in names and "blocks.0.projector.bias" in names
+    assert "blocks.0.cam_encoder_con.weight" in names and "blocks.0.self_attn.norm_q.weight" in names
+    assert not any(part in n for n in names for part in ("cross_attn", "ffn", "head.", "modulation", "embedding"))
+    assert all(p.requires_grad == (n in names) for n, p in model.named_parameters())
+    window = HydraDiT(dit_config("debug", attention="window"))
+    assert not any("tokenizer" in n for n in set_trainable(window, "all"))  # unused by window attention
+    assert len(set_trainable(model, "all")) == len(list(model.parameters()))
+
+
+def test_loss_keeps_context_clean_and_scores_target_frames_only():
+    generator = torch.Generator().manual_seed(0)
+    batch = collate([make_item(generator), make_item(generator)])
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, latents, timestep, text, cam_context, cam_target, *, num_context_frames):
+            seen.update(latents=latents, timestep=timestep, num_context=num_context_frames)
+            out = torch.zeros_like(latents)
+            out[:, :, :num_context_frames] = 1e6  # context predictions must not count
+            return out
+
+    schedule = FlowMatchSchedule()
+    loss = flow_matching_loss(Probe(), batch, schedule, torch.Generator().manual_seed(1), weighting="none")
+    assert seen["num_context"] == FRAMES
+    assert torch.equal(seen["latents"][:, :, :FRAMES], batch["context_latents"])
+    assert not torch.equal(seen["latents"][:, :, FRAMES:], batch["target_latents"])
+    assert seen["timestep"].shape == (1,)  # one timestep per batch (reference)
+    # Zero prediction: loss = mean (noise - x0)^2 over target frames; recompute from the same generator.
+    gen = torch.Generator().manual_seed(1)
+    index = torch.randint(1000, (1,), generator=gen)
+    noise = torch.randn(2, CHANNELS, 2 * FRAMES, SIZE, SIZE, generator=gen)
+    expected = (noise[:, :, FRAMES:] - batch["target_latents"]).pow(2).mean()
+    torch.testing.assert_close(loss, expected)
+    assert torch.equal(seen["timestep"], schedule.train_timesteps[index].to(torch.bfloat16).float())
+
+
+def test_data_order_splits_global_batches_and_resumes():
+    orders = [DataOrder(10, 2, seed=3, rank=r, world_size=2) for r in range(2)]
+    assert orders[0].batches_per_epoch == 2
+    epoch = [i for _ in range(2) for order in orders for i in order.next_indices()]
+    assert len(set(epoch)) == 8  # disjoint, within one epoch's permutation
+    later = DataOrder(10, 2, seed=3, rank=1, world_size=2)
+    later.load_state_dict(orders[1].state_dict())
+    assert later.next_indices() == orders[1].next_indices()
+
+
+def test_cli_train_and_its_errors(tmp_path, data, capsys):
+    out = tmp_path / "cli"
+    args = [
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "debug",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--log-every",
+        "1",
+        "--no-activation-checkpointing",
+        "--export",
+        "hydra.ckpt",
+    ]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(r["samples_per_second"] > 0 for r in log)
+    assert "exported" in capsys.readouterr().out
+    # A flat torch file, as the authors' code loads hydra.ckpt; load_dit reads it too.
+    exported = torch.load(out / "hydra.ckpt", weights_only=True)
+    loaded = load_dit(out / "hydra.ckpt", num_heads=2)
+    assert sorted(exported) == sorted(loaded.state_dict()) and len(exported) == 85
+    assert main(args) == 2  # refuses to overwrite a run without --resume
+    assert main([*args, "--init", "x.ckpt"]) == 2  # init and preset are exclusive
+    assert "exactly one of init" in capsys.readouterr().err
