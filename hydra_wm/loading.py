@@ -16,43 +16,15 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor
 
 from .config import DiTConfig
 from .errors import CheckpointError
 from .model import HydraDiT
+from .state_dicts import read_state_dict
 
 HYDRA_MODULES = ("self_attn.tokenizer.", "cam_encoder_con.", "cam_encoder_tgt.", "projector.")
 _DEFAULT_HEAD_DIM = 128  # Wan2.1 1.3B and 14B both use 128-channel heads
-
-
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """(state dict, metadata) of a checkpoint file, unwrapping `{"state_dict": ...}`.
-
-    `.pth`/`.ckpt` files are memory-mapped (`mmap=True`), so their tensors are read lazily from disk.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    metadata: dict[str, str] = {}
-    if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = dict(f.metadata() or {})
-                state = {key: f.get_tensor(key) for key in f.keys()}
-        except Exception as exc:  # safetensors raises its own error types for corrupt headers
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
-    return state, metadata
 
 
 def config_from_metadata(metadata: dict[str, str], path: Path) -> dict:
@@ -136,7 +108,7 @@ def load_dit(
     does, with the tokenizer drawn from a generator seeded by `seed`. `dtype` casts floating tensors.
     """
     path = Path(path)
-    state, metadata = read_state_dict(path)
+    state, metadata = read_state_dict(path, what="DiT checkpoint")
     state = (
         {k.removeprefix("module."): v for k, v in state.items()}
         if all(k.startswith("module.") for k in state)

@@ -31,6 +31,7 @@ from .loading import load_dit
 from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
 from .retrieval import Retrieval
 from .retrieval_viz import RetrievalRecord, RetrievalRecorder
+from .state_dicts import read_state_dict
 from .text_encoder import (
     T5_FILENAME,
     TOKENIZER_SUBDIR,
@@ -40,7 +41,7 @@ from .text_encoder import (
     load_text_encoder,
     load_tokenizer,
 )
-from .vae import WAN21_URL, load_vae, read_state_dict, vae_config
+from .vae import WAN21_URL, load_vae, vae_config
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
 VAE_FILENAME = "Wan2.1_VAE.pth"
@@ -213,7 +214,7 @@ def _block_count(state: dict, prefix: str) -> int:
 
 def text_encoder_config_of(path: Path) -> TextEncoderConfig:
     """Architecture of a umT5 file in the Wan2.1 layout, from its tensor shapes (memory-mapped: no RAM)."""
-    state = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`")
+    state, _ = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`")
     keys = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
     pos = "blocks.0.pos_embedding.embedding.weight"
     if not all(k in state for k in (*keys, pos)):
@@ -348,7 +349,7 @@ class HydraPipeline:
 
     def _load_vae(self) -> nn.Module:
         self.log(f"loading VAE {self.files.vae}")
-        state = read_state_dict(self.files.vae, what=f"the Wan2.1 VAE `{VAE_FILENAME}`")
+        state, _ = read_state_dict(self.files.vae, what=f"the Wan2.1 VAE `{VAE_FILENAME}`")
         base_dim = state["encoder.conv1.weight"].shape[0] if "encoder.conv1.weight" in state else None
         del state
         config = vae_config("wan2.1", **({"base_dim": base_dim} if base_dim else {}))

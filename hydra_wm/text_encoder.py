@@ -29,7 +29,8 @@ from torch import nn
 
 from .config import ConfigError
 from .errors import CheckpointError, InputError
-from .vae import WAN21_URL, check_layout, read_state_dict
+from .state_dicts import read_state_dict
+from .vae import WAN21_URL, check_layout
 
 # Wan2.1 `wan/configs/shared_config.py`, `sample_neg_prompt`: the negative prompt of every Wan2.1 sample (and
 # HyDRA's).
@@ -232,7 +233,7 @@ def load_text_encoder(
     (`t5_dtype`).
     """
     config = _as_config(config)
-    state = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`")
+    state, _ = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`", hint=f"download it from {WAN21_URL}")
     check_layout(state, original_t5_shapes(config), source=path, what=f"Wan2.1 umT5 encoder ({T5_FILENAME})")
     # One tensor at a time, dropping each source tensor: never two copies of the 11 GB file.
     converted = {_hf_key(key): state.pop(key).to(device=device, dtype=dtype) for key in list(state)}

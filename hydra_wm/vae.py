@@ -19,7 +19,6 @@ loading never holds a randomly initialised copy next to the real weights; `.pth`
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from .config import ConfigError
 from .errors import CheckpointError, InputError
+from .state_dicts import read_state_dict
 
 WAN21_URL = "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B"
 # Residual blocks per encoder level (the decoder has one more): fixed at Wan2.1's 2 because diffusers' key
@@ -212,34 +212,6 @@ def original_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     return {orig: model_shapes[new] for orig, new in names.items()}
 
 
-def read_state_dict(path: str | Path, *, what: str) -> dict[str, torch.Tensor]:
-    """Tensors of a `.pth` (plain, or under `model_state`/`state_dict`) or `.safetensors` file, on CPU.
-
-    `.pth` files in torch's zip format are memory-mapped, so reading a multi-GB checkpoint costs no RAM until
-    the tensors are used. `what` names the expected file for the one-line error messages.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found; expected {what} (download it from {WAN21_URL})")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as exc:  # any unreadable file becomes one line naming it
-        raise CheckpointError(f"{path}: cannot read {what}: {type(exc).__name__}: {exc}") from exc
-    for wrapper in ("model_state", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{path}: expected a state dict of tensors ({what}), got {type(state).__name__}"
-        )
-    return state
-
-
 def check_layout(
     state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, source: str | Path, what: str
 ) -> None:
@@ -414,7 +386,7 @@ def load_vae(
 ) -> WanVAE:
     """Load `Wan2.1_VAE.pth` (original key layout; `.pth` or `.safetensors`) into an eval-mode `WanVAE`."""
     config = config or VAEConfig()
-    state = read_state_dict(path, what="the Wan2.1 VAE `Wan2.1_VAE.pth`")
+    state, _ = read_state_dict(path, what="the Wan2.1 VAE `Wan2.1_VAE.pth`", hint=f"download it from {WAN21_URL}")
     check_layout(state, original_vae_shapes(config), source=path, what="Wan2.1 VAE (Wan2.1_VAE.pth)")
     names = _original_to_diffusers_names(config)
     # Convert one tensor at a time and drop the source tensor, so at most one extra tensor is alive at once.

@@ -340,8 +340,8 @@ def test_loading_assigns_instead_of_copying(tmp_path, monkeypatch):
     path = save_checkpoint(random_model(), tmp_path / "m.pth")
     read = {}
 
-    def spy(p):
-        state, metadata = original(p)
+    def spy(p, **kwargs):
+        state, metadata = original(p, **kwargs)
         read.update(state)
         return state, metadata
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
-from ..loading import read_state_dict
+from ..state_dicts import read_state_dict
 
 # (in, out, kernel, stride, padding) of each convolution, keyed by its index in torchvision's `features`.
 ALEXNET_CONVS = {
@@ -124,20 +124,7 @@ class LPIPS(nn.Module):
 
 
 def _read(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        return read_state_dict(path)[0]
-    if not path.is_file():
-        raise CheckpointError(f"{path}: LPIPS weight file not found")
-    try:
-        # No mmap: torchvision's 2017 .pth files use the legacy (non-zip) format, which mmap cannot read.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors")
-    return state
+    return read_state_dict(path, what="LPIPS weight file")[0]
 
 
 def _normalise_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
