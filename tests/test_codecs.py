@@ -1,0 +1,117 @@
+"""PixelCodec (lossless space-to-depth latents for Flatland) and the `flatland-tiny` DiT preset trained on it."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from hydra_wm.codecs import PixelCodec, pixel_encoders
+from hydra_wm.config import dit_config, rope_split
+from hydra_wm.errors import InputError
+from hydra_wm.flatland import FlatlandDataset, flatland_config
+from hydra_wm.model import HydraDiT
+from hydra_wm.preprocess import EncodedDataset, encode_sample
+from hydra_wm.training import collate
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_probe():
+    path = Path(__file__).parents[1] / "benchmarks" / "flatland_train_probe.py"
+    spec = importlib.util.spec_from_file_location("flatland_train_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_pixel_codec_round_trip_is_exact_and_shapes_are_known(factor):
+    codec = PixelCodec(factor)
+    assert codec.z_dim == codec.config.z_dim == 3 * factor * factor
+    assert codec.latent_stride == codec.config.temporal_factor == 1 and codec.config.spatial_factor == factor
+    # 8-bit frames in [-1, 1], as every decoded video is
+    video = torch.randint(0, 256, (2, 3, 5, 8, 12), generator=torch.Generator().manual_seed(0)) / 127.5 - 1
+    latents = codec.encode(video, tiled=True)  # WanVAE keywords are accepted
+    assert latents.shape == (2, *codec.latent_shape(5, 8, 12)) == (2, 3 * factor**2, 5, 8 // factor, 12 // factor)
+    assert latents.dtype == torch.float32
+    decoded = codec.decode(latents)
+    assert decoded.shape == video.shape
+    assert torch.equal((decoded * 127.5 + 127.5).round(), (video * 127.5 + 127.5).round())
+    assert (decoded - video).abs().max() < 1e-6
+
+
+def test_pixel_codec_layout_scale_and_clamp():
+    codec = PixelCodec(2, mean=0.0, std=1.0)
+    video = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(1, 3, 1, 4, 4)
+    latents = codec.encode(video)
+    # channel c * 4 + i * 2 + j holds colour c of pixel (i, j) of each 2x2 cell
+    assert latents[0, 1 * 4 + 1 * 2 + 0, 0, 1, 0] == video[0, 1, 0, 3, 0]
+    assert codec.decode(latents).max() == 1.0  # clamped to [-1, 1]
+    # default scale: Flatland latents are roughly standardised
+    clips = FlatlandDataset(flatland_config("small"), 16, seed=1, latent_stride=1)
+    z = torch.cat([PixelCodec().encode(clips[i]["context"][None]) for i in range(16)])
+    assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.25, (z.mean(), z.std())
+    with pytest.raises(InputError, match="divisible"):
+        codec.encode(torch.zeros(1, 3, 2, 5, 4))
+    with pytest.raises(InputError, match="latents"):
+        codec.decode(torch.zeros(1, 3, 2, 4, 4))
+
+
+def test_flatland_tiny_preset():
+    cfg = dit_config("flatland-tiny")
+    assert cfg.in_dim == cfg.out_dim == PixelCodec(2).z_dim
+    assert rope_split(cfg.head_dim) == (16, 16, 16)
+    assert (cfg.window, cfg.top_k, cfg.tokenizer_kernel, cfg.patch_size) == (5, 10, (2, 2, 2), (1, 2, 2))
+    # 32x32 `small` Flatland frames -> 16x16 latents -> 8x8 tokens per frame
+    frames = flatland_config("small")
+    assert (frames.height // 2 // cfg.patch_size[1], frames.width // 2 // cfg.patch_size[2]) == (8, 8)
+
+
+def test_flatland_clip_through_codec_and_flatland_tiny_forward():
+    clips = FlatlandDataset(flatland_config("debug"), 1, seed=0, latent_stride=1)
+    cfg = dit_config("flatland-tiny")
+    item = encode_sample(clips[0], pixel_encoders(PixelCodec(2), text_dim=cfg.text_dim))
+    context, target = item["context_latents"], item["target_latents"]
+    assert context.shape == (12, 9, 8, 12) and target.shape == (12, 9, 8, 12)  # 16x24 frames, one latent each
+    assert item["context_cameras"].shape == (9, 12) and item["text"].shape == (1, cfg.text_dim)
+    torch.manual_seed(0)
+    model = HydraDiT(cfg).eval()
+    model.init_weights()
+    latents = torch.cat([context, target], dim=1)[None]
+    with torch.no_grad():
+        out = model(
+            latents,
+            torch.tensor([500.0]),
+            item["text"][None],
+            item["context_cameras"][None],
+            item["target_cameras"][None],
+            num_context_frames=9,
+        )
+    assert out.shape == latents.shape and torch.isfinite(out).all()
+
+
+def test_flatland_tiny_trains_on_pixel_codec_flatland_through_the_probe_path(tmp_path):
+    probe = load_probe()
+    dataset = probe.flatland_training_set("debug", clips=2)
+    assert isinstance(dataset, EncodedDataset)
+    batch = collate([dataset[0], dataset[1]])
+    assert batch["context_latents"].shape == (2, 12, 9, 8, 12)
+    config = probe.probe_config(str(tmp_path / "run"), steps=3, batch_size=2, log_every=1, save_every=3)
+    # the same starting weights, to see what training changed
+    torch.manual_seed(config.seed)
+    initial = HydraDiT(dit_config("flatland-tiny"))
+    initial.init_weights()
+    result = probe.train(config, dataset)
+    assert result.step == 3 and len(result.losses) == 3
+    assert all(torch.isfinite(torch.tensor(loss)) for loss in result.losses)
+    trained = result.model.state_dict()
+    changed = [name for name, value in initial.state_dict().items() if not torch.equal(value, trained[name])]
+    assert "blocks.0.self_attn.q.weight" in changed and "head.head.weight" in changed
+    assert len(changed) > 0.9 * len(trained)
