@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .io_utils import read_json
 
 Numerics = Literal["reference", "float64"]
 Stream = Literal["context", "target"]
@@ -60,20 +61,6 @@ _BRACKET_GROUP = re.compile(r"\[([^\[\]]*)\]")
 
 # ----------------------------------------------------------------------------------------------
 # Reading and validating
-
-
-def _load_json(path: str | os.PathLike) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read file ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
 
 
 def _as_matrix(value: Any, where: str) -> np.ndarray:
@@ -225,7 +212,7 @@ def read_camera_streams(
     ``format == "relative"`` where they are already-relative ``[m, 12]`` vectors. ``format`` is one of
     ``"cond_tgt"``, ``"context_video"``, ``"relative"``, ``"raw_ue"``.
     """
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, Mapping):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
     pairs = (("cond_cam", "tgt_cam"), ("context_camera", "video_camera"))

@@ -27,7 +27,6 @@ Where the dataset leaves things open we assumed, and check, the following:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -41,6 +40,7 @@ import torch
 
 from ..cameras import Numerics, load_relative_cameras
 from ..errors import InputError
+from ..io_utils import natural_key, read_json
 from ..video import read_frames, read_video
 
 PUBLISHED_FILES = (
@@ -210,11 +210,6 @@ def read_check_events(data: Any) -> tuple[tuple[float, ...], tuple[float, ...]] 
 # Captions and layout
 
 
-def _natural_key(name: str) -> tuple[str, int, str]:
-    match = re.fullmatch(r"(.*?)(\d+)", name)
-    return (match.group(1), int(match.group(2)), name) if match else (name, -1, name)
-
-
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: file not found (one caption per sample is needed)")
@@ -261,15 +256,6 @@ def map_captions(path: Path, names: list[str]) -> dict[str, str]:
     return keyed
 
 
-def _load_json_file(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read file ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-
-
 class HMWorldDataset:
     """Lazy reader of an HM-World folder (published layout) or the authors' example folder.
 
@@ -304,7 +290,7 @@ class HMWorldDataset:
         examples = [p.stem for p in self.root.glob("*.mp4") if p.stem.isdigit()]
         if sample_dirs:
             self.layout = "hm_world"
-            self.names = sorted(sample_dirs, key=_natural_key)
+            self.names = sorted(sample_dirs, key=natural_key)
         elif examples:
             self.layout = "examples"
             self.names = sorted(examples, key=int)
@@ -359,7 +345,7 @@ class HMWorldDataset:
         context_cameras, target_cameras = self._cameras(folder / "camera.json")
         condition_masks, condition_boxes = self._masks(folder / "cond_mask.mp4")
         target_masks, target_boxes = self._masks(folder / "tgt_mask.mp4")
-        check = _load_json_file(folder / "check.json") if (folder / "check.json").is_file() else None
+        check = read_json(folder / "check.json") if (folder / "check.json").is_file() else None
         events = read_check_events(check) if check is not None else None
         if check is not None and events is None:
             warnings.warn(
@@ -380,6 +366,6 @@ class HMWorldDataset:
             target_boxes=target_boxes,
             exit_frames=events[0] if events else None,
             entry_frames=events[1] if events else None,
-            character=_load_json_file(character_path) if character_path.is_file() else None,
+            character=read_json(character_path) if character_path.is_file() else None,
             check=check,
         )

@@ -20,7 +20,6 @@ way the generator reads its inputs (`video.cover_and_crop`: bilinear cover, cent
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +32,8 @@ from ..data.hmworld import red_mask, subject_boxes
 from ..errors import InputError
 from ..flatland import read_truth
 from ..flatland.world import reentry_mask
+from ..io_utils import natural_key
 from ..video import read_frames
-
-
-def _natural_key(name: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
 def list_samples(root: str | Path) -> list[str]:
@@ -48,7 +44,7 @@ def list_samples(root: str | Path) -> list[str]:
     names = [d.name for d in root.iterdir() if d.is_dir() and ((d / "tgt.mp4").is_file() or (d / "cond.mp4").is_file())]
     if not names:
         raise InputError(f"{root}: no HM-World sample folders (NAME/cond.mp4, NAME/tgt.mp4) found")
-    return sorted(names, key=_natural_key)
+    return sorted(names, key=natural_key)
 
 
 def _to_video(frames: np.ndarray) -> Tensor:

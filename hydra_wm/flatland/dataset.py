@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..cameras import latent_frame_indices, pose_vectors, relative_poses
 from ..errors import InputError
-from ..io_utils import write_text_atomic
+from ..io_utils import read_json, write_text_atomic
 from ..metrics import segment_subjects
 from ..video import read_frames, write_video
 from .config import FlatlandConfig
@@ -246,15 +246,6 @@ def read_captions(path: str | os.PathLike) -> dict[str, str]:
     return captions
 
 
-def _load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-
-
 def read_truth(folder: str | os.PathLike) -> dict:
     """A written sample's target-clip truth, as `metrics.flatland_scores` takes it.
 
@@ -264,8 +255,8 @@ def read_truth(folder: str | os.PathLike) -> dict:
     ``[Tc + Tt, S]`` bool; and ``events`` (check.json's list).
     """
     folder = Path(folder)
-    character = _load_json(folder / "character.json")
-    truth = _load_json(folder / "truth.json")
+    character = read_json(folder / "character.json")
+    truth = read_json(folder / "truth.json")
     try:
         colours = np.array([s["colours"] for s in character["subjects"]], dtype=np.uint8)
         background = np.array(character["background_colours"], dtype=np.uint8)
@@ -283,7 +274,7 @@ def read_truth(folder: str | os.PathLike) -> dict:
         "background_colours": background,
         "reentry": reentry_mask(in_view, context_frames),
         "in_view": in_view,
-        "events": _load_json(folder / "check.json")["events"],
+        "events": read_json(folder / "check.json")["events"],
     }
 
 
