@@ -5,8 +5,8 @@
 
 Trains a fresh `flatland-tiny` DiT (`--trainable all`, float32) with `hydra_wm.training.train` on an in-memory
 `FlatlandDataset` (`small`: 32x32, 20 + 20 frames), each clip rendered and encoded on the fly by `PixelCodec`
-(space-to-depth 2, one latent frame per video frame) with a null text embedding, through `EncodedDataset`: the
-same path `hydra-wm train` takes on preprocessed data from the model's point of view. Reports s/step and
+(space-to-depth 2, one latent frame per video frame) with a null text embedding, through `EncodedDataset`
+(`codecs.flatland_training_dataset`): the data `hydra-wm train flatland:small` trains on. Reports s/step and
 samples/s (from the training log, first logged window dropped as warm-up) and the loss curve (mean of the
 first and of the last 10 steps). Wall-clock figures depend on what else the machine runs: report it with them.
 """
@@ -21,21 +21,11 @@ import time
 import numpy as np
 import torch
 
-from hydra_wm.codecs import PixelCodec, pixel_encoders
+from hydra_wm.codecs import flatland_training_dataset
 from hydra_wm.config import dit_config
-from hydra_wm.flatland import FlatlandDataset, flatland_config
-from hydra_wm.preprocess import EncodedDataset
 from hydra_wm.training import TrainConfig, train
 
 PRESET = "flatland-tiny"
-
-
-def flatland_training_set(flatland: str = "small", clips: int = 512, seed: int = 0, factor: int = 2):
-    """`EncodedDataset` of `clips` Flatland clips (preset `flatland`) through `PixelCodec(factor)`, null text."""
-    codec = PixelCodec(factor)
-    encoders = pixel_encoders(codec, text_dim=dit_config(PRESET).text_dim)
-    clips = FlatlandDataset(flatland_config(flatland), clips, seed, latent_stride=codec.latent_stride)
-    return EncodedDataset(clips, encoders)
 
 
 def probe_config(out: str, **changes) -> TrainConfig:
@@ -75,7 +65,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    dataset = flatland_training_set(args.flatland, args.clips)
+    dataset = flatland_training_dataset(args.flatland, args.clips, text_dim=dit_config(PRESET).text_dim)
     first = dataset[0]
     with tempfile.TemporaryDirectory() as out:
         config = probe_config(

@@ -3,7 +3,8 @@
 A codec here is anything with the `WanVAE` interface the rest of the package uses: ``encode(video)`` with video
 (B, 3, T, H, W) in [-1, 1] -> latents (B, C, F, h, w) float32, ``decode(latents)`` -> video clamped to [-1, 1],
 and ``config.temporal_factor`` / ``config.spatial_factor`` / ``config.z_dim``. `pixel_encoders` wraps one into
-the `preprocess.Encoders` that `EncodedDataset` and `preprocess` take, with a null text embedding.
+the `preprocess.Encoders` that `EncodedDataset` and `preprocess` take, with a null text embedding;
+`flatland_training_dataset` is the built-in model's training set: Flatland clips rendered and encoded on the fly.
 """
 
 from __future__ import annotations
@@ -142,3 +143,20 @@ def pixel_encoders(codec: PixelCodec | None = None, text_dim: int = 8, text_leng
             "text_length": text_length,
         },
     )
+
+
+def flatland_training_dataset(
+    preset: str = "small", samples: int = 512, seed: int = 0, *, factor: int = 2, text_dim: int = 8
+):
+    """`EncodedDataset` of `samples` Flatland clips (preset `preset`, `seed`) through `PixelCodec(factor)`, null text.
+
+    Nothing touches the disk: clip i is rendered and encoded when read, identical to sample i that
+    `hydra-wm flatland` + `hydra-wm preprocess` would write with the same codec. `text_dim` is the width of the
+    null text embedding (8: `flatland-tiny`'s).
+    """
+    from .flatland import FlatlandDataset, flatland_config
+    from .preprocess import EncodedDataset
+
+    codec = PixelCodec(factor)
+    clips = FlatlandDataset(flatland_config(preset), samples, seed, latent_stride=codec.latent_stride)
+    return EncodedDataset(clips, pixel_encoders(codec, text_dim=text_dim))

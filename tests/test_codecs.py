@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydra_wm.codecs import PixelCodec, pixel_encoders
+from hydra_wm.codecs import PixelCodec, flatland_training_dataset, pixel_encoders
 from hydra_wm.config import dit_config, rope_split
 from hydra_wm.errors import InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config
@@ -99,7 +99,7 @@ def test_flatland_clip_through_codec_and_flatland_tiny_forward():
 
 def test_flatland_tiny_trains_on_pixel_codec_flatland_through_the_probe_path(tmp_path):
     probe = load_probe()
-    dataset = probe.flatland_training_set("debug", clips=2)
+    dataset = flatland_training_dataset("debug", samples=2)
     assert isinstance(dataset, EncodedDataset)
     batch = collate([dataset[0], dataset[1]])
     assert batch["context_latents"].shape == (2, 12, 9, 8, 12)
