@@ -1,4 +1,7 @@
-"""`hydra-wm train DATA --out RUN (--init CKPT | --preset NAME) ...`: train HyDRA (or a baseline) on preprocessed data.
+"""`hydra-wm train DATA --out RUN (--init CKPT | --preset NAME) ...`: train HyDRA (or a baseline).
+
+DATA is a folder written by `hydra-wm preprocess`, or `flatland:PRESET` (e.g. `flatland:small`) to train on
+Flatland clips rendered and encoded by the pixel codec on the fly (`--flatland-samples`, `--flatland-seed`).
 
 Every option is a `TrainConfig` field (same name, dashes for underscores, its docstring as help), so the CLI and
 the Python API `hydra_wm.training.train` cannot drift apart. Under `torchrun --nproc_per_node=N` the same command
@@ -30,11 +33,15 @@ _TYPES = {"int": int, "int | None": int, "float": float, "str": str, "str | None
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train HyDRA on preprocessed samples (one process, or torchrun for DDP/FSDP)",
+        help="train HyDRA on preprocessed samples or Flatland clips (one process, or torchrun for DDP/FSDP)",
         description=__doc__.splitlines()[0],
         argument_default=argparse.SUPPRESS,  # unset options keep TrainConfig's defaults
     )
-    p.add_argument("data", help="folder written by `hydra-wm preprocess`")
+    p.add_argument(
+        "data",
+        help="folder written by `hydra-wm preprocess`, or flatland:PRESET (e.g. flatland:small): Flatland clips "
+        "rendered and encoded by the pixel codec on the fly",
+    )
     docs = train_config.field_docs()
     for field in dataclasses.fields(train_config.TrainConfig):
         if field.name == "data":

@@ -24,6 +24,7 @@ LR_SCHEDULES = ("constant", "cosine")
 TIMESTEP_SAMPLING = ("batch", "sample")
 LOSS_WEIGHTING = ("reference", "none")
 DEVICES = ("auto", "cpu", "cuda")
+FLATLAND_PREFIX = "flatland:"
 
 
 @dataclass
@@ -33,7 +34,13 @@ class TrainConfig:
     out: str = "runs/hydra"
     """Run folder: config.json, checkpoints/, train_log.jsonl, the exported model."""
     data: str | None = None
-    """Folder written by `hydra-wm preprocess` (None only when a dataset object is passed to `train()`)."""
+    """Folder written by `hydra-wm preprocess`, or `flatland:PRESET` (e.g. `flatland:small`): Flatland clips
+    rendered and encoded on the fly by `codecs.PixelCodec(2)` with a null text embedding, nothing on disk. None
+    only when a dataset object is passed to `train()`."""
+    flatland_samples: int = 10_000
+    """With `flatland:PRESET` data: number of clips (clip i is always the same clip for one seed)."""
+    flatland_seed: int = 0
+    """With `flatland:PRESET` data: seed of the Flatland world (which clips), apart from `seed`."""
     init: str | None = None
     """Checkpoint to start from: the base Wan2.1 DiT (HyDRA modules initialised as the reference does) or a
     HyDRA checkpoint (e.g. the released hydra.ckpt). Exclusive with `preset`."""
@@ -129,7 +136,12 @@ class TrainConfig:
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
         if self.preset is not None and self.preset not in DIT_PRESETS:
             raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
+        if self.flatland is not None and self.flatland not in flatland_presets():
+            raise ConfigError(
+                f"data: unknown flatland preset {self.flatland!r}; known: {', '.join(sorted(flatland_presets()))}"
+            )
+        positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints")
+        for name in positive + ("flatland_samples",):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
         for name in ("warmup_steps", "num_workers"):
@@ -147,6 +159,11 @@ class TrainConfig:
             raise ConfigError(f"betas: expected two values in [0, 1), got {self.betas}")
 
     @property
+    def flatland(self) -> str | None:
+        """The Flatland preset of `flatland:PRESET` data, else None."""
+        return flatland_source(self.data)
+
+    @property
     def resolved_trainable(self) -> str:
         """`hydra` or `all` (`auto` resolved: a fresh model trains everything)."""
         if self.trainable != "auto":
@@ -160,8 +177,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Fields that may differ between a run and its resumption without changing the result (`data` may move; a
-# different sample count is caught by the data-order check).
+def flatland_source(data: str | None) -> str | None:
+    """`flatland:NAME` -> NAME; None for a folder (or no data)."""
+    return data.removeprefix(FLATLAND_PREFIX) if data and data.startswith(FLATLAND_PREFIX) else None
+
+
+def flatland_presets() -> tuple[str, ...]:
+    from ..flatland.config import FLATLAND_PRESETS  # imported here: the CLI builds its parser from this module
+
+    return tuple(FLATLAND_PRESETS)
+
+
+# Fields that may differ between a run and its resumption without changing the result (a folder in `data` may
+# move, `flatland:NAME` may not: `_resume` checks that; a different sample count is caught by the data-order check).
 RESUMABLE_CHANGES = frozenset(
     ("data", "stop_after", "resume", "num_workers", "log_every", "tensorboard", "progress", "save_every")
     + ("keep_checkpoints", "export", "export_ema")

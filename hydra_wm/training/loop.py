@@ -6,8 +6,8 @@ velocity, and take the MSE against `noise - x0` on the target frames only, times
 Everything about distribution and memory (DDP/FSDP, activation checkpointing, bf16) is applied from outside
 by `parallel.py`; checkpoints and the export are `checkpoint.py`'s.
 
-`train(config)` trains on a preprocessed folder; `train(config, dataset)` on any dataset whose items are the
-training tensors (e.g. `preprocess.EncodedDataset` over an in-memory `FlatlandDataset`).
+`train(config)` trains on a preprocessed folder or on `flatland:PRESET` (Flatland clips encoded on the fly);
+`train(config, dataset)` on any dataset whose items are the training tensors.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..io_utils import write_text_atomic
 from ..loading import load_dit
 from ..model import HydraDiT
 from . import checkpoint as ckpt
-from .config import RESUMABLE_CHANGES, TrainConfig
+from .config import RESUMABLE_CHANGES, TrainConfig, flatland_source
 from .data import DataOrder, PreprocessedDataset, batch_to_model_inputs, make_loader
 from .parallel import (
     DistInfo,
@@ -148,6 +148,22 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return 1.0
 
 
+# ------------------------------------------------------------------------------------------------- data
+
+
+def training_dataset(config: TrainConfig):
+    """What `config.data` names: a preprocessed folder, or `flatland:PRESET` clips encoded on the fly.
+
+    Flatland's null text is as wide as the preset's text input (an `init` checkpoint: `flatland-tiny`'s).
+    """
+    if config.flatland is None:
+        return PreprocessedDataset(config.data)
+    from ..codecs import flatland_training_dataset
+
+    text_dim = dit_config(config.preset or "flatland-tiny").text_dim
+    return flatland_training_dataset(config.flatland, config.flatland_samples, config.flatland_seed, text_dim=text_dim)
+
+
 # --------------------------------------------------------------------------------------------- the run
 
 
@@ -173,7 +189,7 @@ class _Run:
 
 def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
     # 1. data
-    dataset = dataset if dataset is not None else PreprocessedDataset(config.data)
+    dataset = dataset if dataset is not None else training_dataset(config)
     first = dataset[0]
     order = DataOrder(len(dataset), config.batch_size, config.seed, info.rank, info.world_size)
     # 2. model, trainable set, then distribution and memory savers from outside
@@ -225,6 +241,8 @@ def _resume(run: _Run) -> None:
     saved = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
     current = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if flatland_source(record["config"].get("data")) != config.flatland:  # a folder may move, Flatland may not
+        changed.append("data")
     if changed:
         raise ConfigError(f"{latest}: the run was started with other settings ({', '.join(changed)}); cannot resume")
     record = ckpt.load_checkpoint(
