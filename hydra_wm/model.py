@@ -22,6 +22,7 @@ from .config import DiTConfig, rope_split
 from .errors import InputError
 from .retrieval import (
     Retrieval,
+    attention,
     dense_attention,
     memory_eligibility,
     relevance_scores,
@@ -195,7 +196,7 @@ class CrossAttention(nn.Module):
         heads = lambda t: rearrange(t, "b l (n d) -> b n l d", n=self.num_heads)
         q = heads(self.norm_q(self.q(x)))
         k = heads(self.norm_k(self.k(context)))
-        out = F.scaled_dot_product_attention(q, k, heads(self.v(context)))  # (B, N, L, d)
+        out = attention(q, k, heads(self.v(context)))  # (B, N, L, d)
         return self.o(rearrange(out, "b n l d -> b l (n d)"))
 
 

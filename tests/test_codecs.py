@@ -14,13 +14,7 @@ from hydra_wm.model import HydraDiT
 from hydra_wm.preprocess import EncodedDataset, encode_sample
 from hydra_wm.training import collate
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load_probe():

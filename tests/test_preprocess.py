@@ -23,12 +23,7 @@ from hydra_wm.vae import original_vae_shapes, vae_config
 TEXT_LENGTH = 512
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

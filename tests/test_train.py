@@ -22,13 +22,7 @@ from hydra_wm.training.loop import set_trainable
 CHANNELS, FRAMES, SIZE, TEXT_ROWS, TEXT_DIM = 4, 4, 8, 16, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: one thread is ~2x faster than two on a busy 2-core machine, and the results do not depend on it.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_item(generator: torch.Generator, text_length: int = 10) -> dict[str, torch.Tensor]:

@@ -47,12 +47,7 @@ def run_all(root: Path) -> None:
     dist.destroy_process_group()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ddp_and_resumed_fsdp_agree(tmp_path):

@@ -4,18 +4,11 @@ import json
 import math
 
 import pytest
-import torch
 
 from hydra_wm.cli import main
 from hydra_wm.loading import load_dit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_args(out, data="flatland:debug", *extra) -> list[str]:
