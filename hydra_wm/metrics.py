@@ -266,6 +266,7 @@ def flatland_scores(
     *,
     background_colours=None,
     reentry=None,
+    revisit=None,
     tolerance: float = SEGMENT_TOLERANCE,
     max_db: float | None = 100.0,
 ) -> dict:
@@ -274,7 +275,9 @@ def flatland_scores(
     ``pred``, ``target``: ``[3, T, H, W]`` in [-1, 1]. ``true_labels``: ``[T, H, W]`` int, 0 background and
     s + 1 where subject s is visible. ``subject_colours``: ``[S, K, 3]`` RGB 0..255 (only the real subjects).
     ``background_colours``: optional ``[B, 3]`` RGB for the segmentation. ``reentry``: optional ``[T, S]``
-    bool, the frames after subject s re-entered the view (`flatland.reentry_mask`).
+    bool, the frames after subject s re-entered the view (`flatland.reentry_mask`). ``revisit``: optional
+    ``[T, W]`` (view columns) or ``[T, H, W]`` bool, the background seen in the context beyond the local
+    window's reach (`flatland.views.revisited_beyond_window`); adds ``background_psnr_revisit`` ``[T]``.
 
     Returns ``{"frames": {...}, "overall": {...}, "reentry": {...}}``. ``frames`` holds ``psnr``, ``ssim``,
     ``background_psnr`` ``[T]`` and ``presence`` (IoU), ``position_error`` (px), ``identity`` (0..1),
@@ -294,6 +297,13 @@ def flatland_scores(
         "ssim": ssim(pred, target),
         "background_psnr": background_psnr(pred, target, true_labels > 0, max_db=max_db),
     }
+    if revisit is not None:
+        revisit = torch.as_tensor(revisit).bool()
+        if revisit.dim() == 2:  # view columns -> every row
+            revisit = revisit[:, None, :].expand(-1, pred.shape[2], -1)
+        if revisit.shape != pred.shape[1:]:
+            raise InputError(f"revisit: expected shape {list(pred.shape[1:])}, got {list(revisit.shape)}")
+        frames["background_psnr_revisit"] = masked_psnr(pred, target, revisit & (true_labels == 0), max_db=max_db)
     per_subject = {"presence": [], "position_error": [], "identity": [], "missing": []}
     for s in range(S):
         truth, guess = true_labels == s + 1, found == s + 1

@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..flatland.views import revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
 from ..metrics import flatland_scores, psnr, ssim
 from .dsc import dsc_scores
@@ -43,6 +44,7 @@ METRICS = {
     "ssim": (False, True, "SSIM"),
     "lpips": (False, True, "LPIPS"),
     "background_psnr": (True, True, "background PSNR (dB)"),
+    "background_psnr_revisit": (True, False, "background PSNR, revisited (dB)"),
     "presence": (True, True, "subject presence (mask IoU)"),
     "missing": (True, True, "subject missing (rate)"),
     "position_error": (True, True, "position error (px)"),
@@ -79,6 +81,9 @@ class EvalOptions:
     """Compare only the first N target frames (default: all)."""
     context_frames: int | None = None
     """Leading condition frames in each prediction video (default: decided by the frame count)."""
+    window: int = 5
+    """Local attention window in frames for `background_psnr_revisit` (Flatland): background seen in the context
+    but not in any context frame of the frame's window (HyDRA's 5; one latent frame per video frame)."""
     device: str = "cpu"
 
 
@@ -151,11 +156,18 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
 
     # 2. PSNR, SSIM (3. with the Flatland metrics when the exact truth is there)
     if gt.truth is not None:
-        scores = flatland_scores(pred, target, gt.truth["labels"][:N], gt.truth["subject_colours"],
-                                 background_colours=gt.truth["background_colours"], reentry=reentry, max_db=MAX_DB)
+        truth = gt.truth
+        revisit = revisited_beyond_window(
+            truth["yaw_deg"], len(truth["yaw_deg"]) - len(truth["labels"]), target.shape[-1], truth["fov_deg"],
+            options.window,
+        )[:N]
+        scores = flatland_scores(pred, target, truth["labels"][:N], truth["subject_colours"],
+                                 background_colours=truth["background_colours"], reentry=reentry, revisit=revisit,
+                                 max_db=MAX_DB)
         for key in ("psnr", "ssim", "background_psnr", "presence", "missing", "position_error", "identity"):
             metrics[key] = scores["overall"][key]
             metrics[f"{key}_reentry"] = scores["reentry"][key]
+        metrics["background_psnr_revisit"] = scores["overall"]["background_psnr_revisit"]
         per_frame = scores["frames"]
         frames["presence"] = per_frame["presence"].nanmean(dim=1).tolist()
     else:
@@ -206,6 +218,8 @@ def evaluate(pred_root, gt_root, options: EvalOptions, *, progress: bool = True)
         prediction_path(pred_root, name)
     if options.frames is not None and options.frames < 1:
         raise InputError(f"--frames: expected at least 1, got {options.frames}")
+    if options.window < 1:
+        raise InputError(f"--window: expected at least 1 frame, got {options.window}")
     models = load_models(options)
     flatland = all((gt_root / n / "truth.json").is_file() for n in names)
     samples = [
@@ -233,6 +247,7 @@ def evaluate(pred_root, gt_root, options: EvalOptions, *, progress: bool = True)
             "psnr_cap_db": MAX_DB,
             "frames": options.frames,
             "context_frames": options.context_frames,
+            "window": options.window,
             "lpips_weights": options.lpips_weights,
             "clip": options.clip,
             "dino": options.dino,

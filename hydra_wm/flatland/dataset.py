@@ -252,7 +252,8 @@ def read_truth(folder: str | os.PathLike) -> dict:
     Returns numpy arrays: ``labels`` ``[Tt, H, W]`` int64 (0 background, s + 1 subject s: the colour
     segmentation of the lossless tgt.mp4 inside tgt_mask.mp4, exact for Flatland), ``subject_colours``
     ``[S, 2, 3]``, ``background_colours`` ``[B, 3]``, ``reentry`` ``[Tt, S]`` bool, ``in_view``
-    ``[Tc + Tt, S]`` bool; and ``events`` (check.json's list).
+    ``[Tc + Tt, S]`` bool; ``events`` (check.json's list); ``yaw_deg`` ``[Tc + Tt]`` and ``fov_deg``
+    (the camera, for `views.revisited_beyond_window`).
     """
     folder = Path(folder)
     character = read_json(folder / "character.json")
@@ -261,6 +262,8 @@ def read_truth(folder: str | os.PathLike) -> dict:
         colours = np.array([s["colours"] for s in character["subjects"]], dtype=np.uint8)
         background = np.array(character["background_colours"], dtype=np.uint8)
         in_view = np.array(truth["cond"]["in_view"] + truth["tgt"]["in_view"], dtype=bool)
+        yaw = np.array(truth["cond"]["yaw_deg"] + truth["tgt"]["yaw_deg"], dtype=np.float64)
+        fov = float(character["fov_deg"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{folder}: character.json/truth.json lack a Flatland field ({exc})") from None
     frames = read_frames(folder / "tgt.mp4")
@@ -275,6 +278,8 @@ def read_truth(folder: str | os.PathLike) -> dict:
         "reentry": reentry_mask(in_view, context_frames),
         "in_view": in_view,
         "events": read_json(folder / "check.json")["events"],
+        "yaw_deg": yaw,
+        "fov_deg": fov,
     }
 
 

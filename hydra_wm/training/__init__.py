@@ -2,7 +2,7 @@
 
 from .config import TrainConfig
 from .data import DataOrder, PreprocessedDataset, collate, read_sample
-from .loop import TrainResult, build_model, flow_matching_loss, set_trainable, train
+from .loop import TrainResult, build_model, export_checkpoint, flow_matching_loss, set_trainable, train
 
 __all__ = [
     "DataOrder",
@@ -11,6 +11,7 @@ __all__ = [
     "TrainResult",
     "build_model",
     "collate",
+    "export_checkpoint",
     "flow_matching_loss",
     "read_sample",
     "set_trainable",

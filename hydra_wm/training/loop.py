@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..config import ConfigError, dit_config
+from ..errors import CheckpointError
 from ..flow import FlowMatchSchedule, round_timestep_bf16
 from ..io_utils import write_text_atomic
 from ..loading import load_dit
@@ -309,6 +310,50 @@ def _export(run: _Run) -> Path | None:
     metadata["hydra_wm_train"] = json.dumps({"step": run.step, "ema": run.config.export_ema})
     ema = run.ema if run.config.export_ema else None
     return ckpt.export_model(run.raw, Path(run.config.out) / run.config.export, run.info, ema=ema, metadata=metadata)
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, use_ema: bool = True) -> Path:
+    """Write the model of a training checkpoint (a `step_*.safetensors` file, or a run folder: its latest) to `out`.
+
+    The model is rebuilt as the run built it (its preset or init checkpoint), then the checkpoint's trainable
+    weights (their EMA when the run kept one and `use_ema`) replace the initial ones. The file has the same
+    layout and config metadata as the export at the end of a finished run, so an interrupted or `stop_after`
+    run can be used (and shipped) without training to `steps`.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        found = ckpt.latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: no training checkpoint (expected {ckpt.CHECKPOINT_DIR}/step_*.safetensors)")
+        path = found
+    tensors, record = ckpt.read_checkpoint(path)
+    try:
+        config = TrainConfig(**record["config"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: state record has no usable training config ({exc})") from None
+    names = [key.removeprefix("model.") for key in tensors if key.startswith("model.")]
+    shapes = {name: tensors[f"model.{name}"].shape for name in names}
+    channels = shapes.get("patch_embedding.weight", (0, 0))[1]
+    text_dim = shapes.get("text_embedding.0.weight", (0, 0))[1]
+    if config.preset is not None:
+        if not (channels and text_dim):
+            raise CheckpointError(f"{path}: fresh-preset run without patch/text embedding weights in the checkpoint")
+        model = build_model(config, channels, text_dim)
+    else:  # the init checkpoint supplies the frozen weights (and the widths)
+        overrides = {"attention": config.attention} if config.attention else {}
+        model = load_dit(config.init, dtype=torch.float32, seed=config.seed, **overrides)
+    ema = use_ema and all(f"ema.{name}" in tensors for name in names)
+    state = {name: tensors[f"{'ema' if ema else 'model'}.{name}"] for name in names}
+    unknown = sorted(set(state) - set(model.state_dict()))
+    if unknown:
+        raise CheckpointError(f"{path}: weights the model does not have: {', '.join(unknown[:5])}")
+    model.load_state_dict(state, strict=False)
+    cfg = model.cfg
+    metadata = {key: str(value) for key, value in cfg.to_dict().items()}
+    metadata["hydra_wm_config"] = json.dumps(cfg.to_dict())
+    metadata["hydra_wm_train"] = json.dumps({"step": record.get("step"), "ema": ema, "checkpoint": path.name})
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    return ckpt.export_model(model, out, info, metadata=metadata)
 
 
 class _Logger:

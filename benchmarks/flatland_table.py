@@ -1,0 +1,94 @@
+"""The README's built-in-model table: shipped Flatland models vs the baselines on held-out clips, with `hydra-wm eval`.
+
+    python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
+
+1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist) on the same
+   `--samples` clips of world seed `--seed` (the shipped models trained on seed 0), which also writes the clips;
+2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
+3. `hydra-wm eval` of every prediction folder against the clips;
+4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
+   memory model, and writes it to OUT/table.md and OUT/table.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from hydra_wm.cli import main as cli
+from hydra_wm.io_utils import write_text_atomic
+from hydra_wm.world_model import available_attentions
+
+COLUMNS = [
+    ("psnr", "PSNR"),
+    ("psnr_reentry", "PSNR re-entry"),
+    ("background_psnr", "bg PSNR"),
+    ("background_psnr_revisit", "bg PSNR revisited"),
+    ("presence_reentry", "presence re-entry (IoU)"),
+    ("missing_reentry", "missing re-entry"),
+    ("position_error_reentry", "pos. err. re-entry (px)"),
+    ("identity_reentry", "identity dist. re-entry"),
+]
+LABELS = {"memory": "HyDRA (memory)", "window": "window (no memory)", "full": "full attention",
+          "repeat-last": "repeat last context frame", "closest-camera": "copy closest-camera context frame"}
+
+
+def run(argv: list[str]) -> None:
+    code = cli(argv)
+    if code:
+        raise SystemExit(f"`hydra-wm {' '.join(argv)}` failed with exit code {code}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=Path("runs/flatland-table"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out, rows, retrieval = args.out, {}, {}
+    models = available_attentions()
+    if not models:
+        raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
+    data = out / models[0] / "data"
+    for attention in models:
+        run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
+             "--out", str(out / attention), "--no-video"])
+        report = json.loads((out / attention / "metrics.json").read_text())
+        if attention == "memory":
+            retrieval = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
+    for kind in ("repeat-last", "closest-camera"):
+        run(["baseline", kind, str(data), str(out / kind), "--quiet"])
+    for name in [*models, "repeat-last", "closest-camera"]:
+        pred = out / name / "pred" if name in models else out / name
+        run(["eval", str(pred), str(data), "--quiet", "--out", str(out / "eval" / name)])
+        rows[name] = json.loads((out / "eval" / name / "metrics.json").read_text())["mean"]
+
+    def cell(value) -> str:
+        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+    lines = ["| model | " + " | ".join(label for _, label in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]
+    for name, mean in rows.items():
+        lines.append(f"| {LABELS[name]} | " + " | ".join(cell(mean.get(key)) for key, _ in COLUMNS) + " |")
+    if retrieval:
+        lines.append("")
+        lines.append(
+            f"Retrieval (memory model, {args.samples} clips, every target frame, block and step): top-1 memory frame "
+            f"shows >= half of the frame's view in {retrieval['retrieval_hit']:.1%} of cases (chance "
+            f"{retrieval['retrieval_hit_chance']:.1%}); mean view overlap of the retrieved frames "
+            f"{retrieval['retrieval_overlap']:.3f} (chance {retrieval['retrieval_overlap_chance']:.3f})."
+        )
+    table = "\n".join(lines)
+    print(table)
+    write_text_atomic(out / "table.md", table + "\n")
+    write_text_atomic(out / "table.json", json.dumps({"rows": rows, "retrieval": retrieval}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""The built-in world model: `flatland-tiny` HyDRA weights trained on Flatland, and what runs them.
+
+Shipped files live in `hydra_wm/weights/`: ``flatland-{memory,window,full}.safetensors`` (a DiT file as
+`hydra-wm export` writes it: config in the metadata, `load_dit` reads it) and, next to each, a model card
+``flatland-{attention}.json`` (the Flatland preset it was trained on, the sampling settings, the training
+command, steps, wall time and metrics). `MODEL_CARD.md` there is the human-readable card.
+
+The generation path is the real one, scaled down: `PixelCodec` in place of the Wan VAE, a null text embedding in
+place of umT5 (Flatland clips need no prompt), and `pipeline.denoise` with the same DiT, retrieval and Euler
+flow-matching sampler as `hydra-wm generate`. One clip:
+
+1. render the held-out clip (`flatland.render_clip`) and read its relative cameras (`clip_to_item`);
+2. encode the context frames with the codec;
+3. denoise the target latents from seeded noise (recording the retrieval choices);
+4. decode; quantise to 8 bits as a video file stores them (so in-memory metrics equal `hydra-wm eval`'s on the
+   written mp4);
+5. score against the exact truth: `metrics.flatland_scores` (PSNR, background, subjects, re-entry), background
+   revisited beyond the window (`flatland.views`), and the retrieval against the true view overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .codecs import PixelCodec
+from .errors import InputError
+from .flatland import FlatlandClip, FlatlandConfig, clip_to_item, flatland_config
+from .flatland.views import revisited_beyond_window, view_overlap
+from .flow import FlowMatchSchedule
+from .loading import load_dit
+from .metrics import flatland_scores
+from .model import HydraDiT
+from .pipeline import Conditioning, denoise, initial_noise
+from .retrieval import memory_eligibility
+from .retrieval_viz import RetrievalRecord, RetrievalRecorder
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+ATTENTIONS = ("memory", "window", "full")
+HELD_OUT_SEED = 1000
+"""Default Flatland world seed of the demo's clips; the shipped models trained on seed 0 (`--flatland-seed`)."""
+MAX_DB = 100.0
+HIT_OVERLAP = 0.5
+"""A retrieved memory frame is a hit when its frames show at least this fraction of the query frame's view."""
+
+
+def weights_path(attention: str = "memory") -> Path:
+    if attention not in ATTENTIONS:
+        raise InputError(f"attention: expected one of {', '.join(ATTENTIONS)}, got {attention!r}")
+    return WEIGHTS_DIR / f"flatland-{attention}.safetensors"
+
+
+def available_attentions() -> list[str]:
+    return [a for a in ATTENTIONS if weights_path(a).is_file()]
+
+
+@dataclass
+class ModelCard:
+    """What a shipped (or user-trained) Flatland model needs besides its weights."""
+
+    flatland_preset: str = "small"
+    """Flatland preset the model was trained on (frame size and clip lengths)."""
+    codec_factor: int = 2
+    """`PixelCodec` space-to-depth factor."""
+    num_steps: int = 20
+    """Sampling steps."""
+    shift: float = 1.0
+    """Flow-matching time shift for sampling (the training shift)."""
+    extra: dict = field(default_factory=dict)
+    """Everything else on the card (training command, steps, wall time, metrics): shown, not used."""
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelCard:
+        from .io_utils import read_json
+
+        data = read_json(path)
+        known = {k: data[k] for k in ("flatland_preset", "codec_factor", "num_steps", "shift") if k in data}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in known})
+
+    @classmethod
+    def for_weights(cls, weights: str | Path) -> ModelCard:
+        """The card next to `weights` (same name, .json), or the defaults when there is none."""
+        card = Path(weights).with_suffix(".json")
+        return cls.read(card) if card.is_file() else cls()
+
+
+@dataclass
+class FlatlandModel:
+    """A loaded Flatland world model: the DiT, its codec and its card."""
+
+    dit: HydraDiT
+    codec: PixelCodec
+    card: ModelCard
+    path: Path
+
+    @property
+    def attention(self) -> str:
+        return self.dit.cfg.attention
+
+    @property
+    def flatland(self) -> FlatlandConfig:
+        return flatland_config(self.card.flatland_preset)
+
+
+def load_flatland_model(attention: str = "memory", weights: str | Path | None = None) -> FlatlandModel:
+    """The shipped model for `attention`, or the DiT file `weights` (a card next to it is used when present)."""
+    path = Path(weights) if weights is not None else weights_path(attention)
+    if not path.is_file():
+        if weights is None:
+            have = ", ".join(available_attentions()) or "none"
+            raise InputError(
+                f"{path}: no shipped Flatland weights for attention {attention!r} (shipped: {have}); train them "
+                f"with `hydra-wm train flatland:small --preset flatland-tiny --attention {attention} ...` "
+                f"(see hydra_wm/weights/MODEL_CARD.md) and pass --weights"
+            )
+        raise InputError(f"{path}: weights file not found")
+    dit = load_dit(path, dtype=torch.float32)
+    card = ModelCard.for_weights(path)
+    codec = PixelCodec(card.codec_factor)
+    if dit.cfg.in_dim != codec.z_dim:
+        raise InputError(
+            f"{path}: DiT takes {dit.cfg.in_dim} latent channels, the pixel codec (factor {card.codec_factor}) "
+            f"gives {codec.z_dim}"
+        )
+    return FlatlandModel(dit.eval(), codec, card, path)
+
+
+@dataclass
+class ClipResult:
+    """One generated Flatland clip with its truth and scores."""
+
+    clip: FlatlandClip
+    generated: Tensor
+    """(3, Tt, H, W) generated frames in [-1, 1], quantised to 8 bits."""
+    retrieval: RetrievalRecord | None
+    scores: dict
+    """Flat {metric: value}; see `score_clip`."""
+
+    def frames_uint8(self) -> np.ndarray:
+        """[Tc + Tt, H, W, 3] uint8: the context frames, then the generated ones."""
+        generated = ((self.generated.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return np.concatenate([self.clip.frames[: self.clip.context_frames], generated.numpy()])
+
+
+def quantise(video: Tensor) -> Tensor:
+    """[-1, 1] float -> the nearest 8-bit level, back in [-1, 1] (what writing a lossless video keeps)."""
+    return ((video + 1.0) * 127.5).round().clamp(0, 255) / 127.5 - 1.0
+
+
+@torch.no_grad()
+def generate_clip(
+    model: FlatlandModel,
+    clip: FlatlandClip,
+    *,
+    noise_seed: int = 0,
+    num_steps: int | None = None,
+    shift: float | None = None,
+    record_retrieval: bool = True,
+) -> tuple[Tensor, RetrievalRecord | None]:
+    """Continue `clip` from its context along its target cameras -> ((3, Tt, H, W) in [-1, 1], retrieval)."""
+    config = model.flatland
+    item = clip_to_item(clip, config, model.codec.latent_stride)
+    context = model.codec.encode(item["context"][None])  # (1, C, Tc, h, w)
+    text = torch.zeros(1, 1, model.dit.cfg.text_dim)  # the null text embedding the model was trained with
+    cond = Conditioning(
+        context_latents=context,
+        text=text,
+        negative_text=None,
+        cam_context=item["context_cameras"][None],
+        cam_target=item["target_cameras"][None],
+    )
+    schedule = FlowMatchSchedule(num_inference_steps=num_steps or model.card.num_steps, shift=shift or model.card.shift)
+    target_frames = item["target"].shape[1]
+    noise = initial_noise(noise_seed, (1, context.shape[1], target_frames, *context.shape[3:]))
+    use_memory = record_retrieval and model.dit.cfg.attention == "memory" and model.dit.cfg.top_k > 0
+    recorder = RetrievalRecorder(passes=1) if use_memory else None
+    latents = denoise(model.dit, schedule, noise, cond, guidance_scale=1.0, on_step=recorder, progress=False)
+    video = quantise(model.codec.decode(latents)[0])
+    record = recorder.record(context.shape[2], model.dit.cfg.tokenizer_kernel[0]) if recorder else None
+    return video, record
+
+
+def retrieval_scores(record: RetrievalRecord, overlap: np.ndarray, window: int) -> dict:
+    """How well the retrieved memory frames match what each target frame shows (true view overlap).
+
+    `overlap` [T, T]: fraction of frame i's view shown by frame j (`views.view_overlap`). A memory frame's
+    overlap with a query frame is the mean over the frames it summarises. Over every target query frame, block
+    and step (prompt pass):
+
+    * ``retrieval_overlap``: mean overlap of the retrieved memory frames; ``retrieval_overlap_chance``: of all
+      eligible memory frames (what a random choice of k would get on average);
+    * ``retrieval_hit``: fraction of top-1 choices with overlap >= `HIT_OVERLAP`; ``retrieval_hit_chance``: the
+      fraction of eligible memory frames with that overlap (a random top-1's hit rate).
+    """
+    total, kt, Fm = overlap.shape[0], record.frames_per_memory, record.num_memory_frames
+    Fc = record.num_context_frames
+    frames_of = np.arange(Fm)[:, None] * kt + np.arange(kt)[None, :]  # (Fm, kt)
+    frames_of = np.minimum(frames_of, total - 1)
+    memory_overlap = overlap[:, frames_of].mean(axis=2)  # (T, Fm)
+    eligible = memory_eligibility(total, Fm, window, kt).numpy()  # (T, Fm)
+    indices = record.indices[:, :, 0, Fc:].numpy()  # (S, Nb, Ft, k)
+    valid = record.valid[:, :, 0, Fc:].numpy()
+    query_overlap = memory_overlap[Fc:]  # (Ft, Fm)
+    got = np.take_along_axis(query_overlap[None, None], indices, axis=-1)  # (S, Nb, Ft, k)
+    chance_overlap = np.array([query_overlap[f][eligible[Fc + f]].mean() for f in range(total - Fc)])
+    chance_hit = np.array([(query_overlap[f][eligible[Fc + f]] >= HIT_OVERLAP).mean() for f in range(total - Fc)])
+    top1_valid = valid[..., 0]
+    return {
+        "retrieval_overlap": float(got[valid].mean()) if valid.any() else math.nan,
+        "retrieval_overlap_chance": float(chance_overlap.mean()),
+        "retrieval_hit": float((got[..., 0] >= HIT_OVERLAP)[top1_valid].mean()) if top1_valid.any() else math.nan,
+        "retrieval_hit_chance": float(chance_hit.mean()),
+    }
+
+
+def score_clip(
+    generated: Tensor, clip: FlatlandClip, config: FlatlandConfig, record: RetrievalRecord | None, window: int
+) -> dict:
+    """Flat {metric: value} for one generated clip; the names are `hydra-wm eval`'s (``*_reentry`` after
+    re-entry), plus the retrieval scores for a memory model."""
+    item = clip_to_item(clip, config, 1)
+    S = item["num_subjects"]
+    Tc = clip.context_frames
+    revisit = revisited_beyond_window(clip.yaw_deg, Tc, config.width, config.fov_deg, window)
+    scores = flatland_scores(
+        generated,
+        item["target"],
+        item["target_labels"],
+        item["subject_colours"][:S],
+        background_colours=item["background_colours"],
+        reentry=item["reentry"][:, :S],
+        revisit=revisit,
+        max_db=MAX_DB,
+    )
+    out = {}
+    for key in ("psnr", "ssim", "background_psnr", "presence", "missing", "position_error", "identity"):
+        out[key] = scores["overall"][key]
+        out[f"{key}_reentry"] = scores["reentry"][key]
+    out["background_psnr_revisit"] = scores["overall"]["background_psnr_revisit"]
+    if record is not None:
+        out.update(retrieval_scores(record, view_overlap(clip.yaw_deg, config.width, config.fov_deg), window))
+    return out
+
+
+def run_clip(model: FlatlandModel, clip: FlatlandClip, *, noise_seed: int = 0, **sampling) -> ClipResult:
+    generated, record = generate_clip(model, clip, noise_seed=noise_seed, **sampling)
+    scores = score_clip(generated, clip, model.flatland, record, model.dit.cfg.window)
+    return ClipResult(clip, generated, record, scores)
+
+
+def mean_scores(results: list[dict]) -> dict:
+    """Mean of each metric over clips, skipping NaN (undefined, e.g. no re-entry in a clip)."""
+    keys = list(dict.fromkeys(k for r in results for k in r))
+    out = {}
+    for key in keys:
+        values = [r[key] for r in results if key in r and r[key] is not None and not math.isnan(r[key])]
+        out[key] = float(np.mean(values)) if values else math.nan
+    return out
+
+
+def side_by_side(result: ClipResult, label: str, scale: int = 4) -> np.ndarray:
+    """[Tt, H', W', 3] uint8 frames: context | generated | ground truth, each `scale` x nearest-upscaled, under a
+    caption row. The context panel plays the context clip alongside (looped when it is shorter than the target).
+    """
+    from PIL import Image, ImageDraw
+
+    clip, Tc = result.clip, result.clip.context_frames
+    frames = result.frames_uint8()
+    target, truth = frames[Tc:], clip.frames[Tc:]
+    Tt, H, W, _ = target.shape
+    gap, header = scale, 12
+    width = 3 * W * scale + 2 * gap
+    out = np.full((Tt, header + H * scale, width, 3), 255, dtype=np.uint8)
+    caption = Image.new("RGB", (width, header), (255, 255, 255))
+    draw = ImageDraw.Draw(caption)
+    for i, text in enumerate(("context", label, "ground truth")):
+        draw.text((i * (W * scale + gap) + 2, 0), text, fill=(0, 0, 0))
+    out[:, :header] = np.asarray(caption)
+    for t in range(Tt):
+        for i, panel in enumerate((clip.frames[t % Tc], target[t], truth[t])):
+            x = i * (W * scale + gap)
+            out[t, header:, x : x + W * scale] = panel.repeat(scale, axis=0).repeat(scale, axis=1)
+    return out
+
+
+def card_json(card: dict) -> str:
+    return json.dumps(card, indent=1, sort_keys=False)
