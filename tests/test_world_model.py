@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from hydra_wm import world_model
 from hydra_wm.cli import main
 from hydra_wm.config import dit_config
+from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.views import revisited_beyond_window, view_columns, view_overlap
 from hydra_wm.loading import load_dit
 from hydra_wm.model import HydraDiT
@@ -130,7 +131,7 @@ def test_demo_is_deterministic_and_the_attention_mode_changes_the_result(tmp_pat
     weights = _random_flatland_weights(tmp_path / "m.safetensors")
     window = _random_flatland_weights(tmp_path / "w.safetensors", attention="window")
     model = world_model.load_flatland_model(weights=weights)
-    clip = world_model.render_clip(model.flatland, 3, 0)
+    clip = render_clip(model.flatland, 3, 0)
     first = world_model.run_clip(model, clip)
     again = world_model.run_clip(model, clip)
     assert torch.equal(first.generated, again.generated) and first.scores == again.scores
