@@ -27,7 +27,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check hydra_wm tests benchmarks
+	$(PY) -m ruff check hydra_wm tests benchmarks scripts
 
 bench: $(STAMP)
 	$(PY) benchmarks/dit_forward.py

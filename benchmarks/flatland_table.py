@@ -1,9 +1,12 @@
 """The README's built-in-model table: shipped Flatland models vs the baselines on held-out clips, with `hydra-wm eval`.
 
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
+        [--sampling-steps 20,1]
 
 1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist) on the same
    `--samples` clips of world seed `--seed` (the shipped models trained on seed 0), which also writes the clips;
+   once per entry of `--sampling-steps` (the first is the model card's setting; 1 step gives the model's
+   posterior-mean prediction x0 = x1 - v, which maximises PSNR for a model that cannot yet sample sharply);
 2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
 3. `hydra-wm eval` of every prediction folder against the clips;
 4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
@@ -49,25 +52,37 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("runs/flatland-table"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sampling-steps", default="20,1", help="comma-separated sampling step counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out, rows, retrieval = args.out, {}, {}
     models = available_attentions()
     if not models:
         raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
-    data = out / models[0] / "data"
+    step_counts = [int(s) for s in args.sampling_steps.split(",")]
+    generated = {}
     for attention in models:
-        run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
-             "--out", str(out / attention), "--no-video"])
-        report = json.loads((out / attention / "metrics.json").read_text())
-        if attention == "memory":
-            retrieval = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
+        for steps in step_counts:
+            name = f"{attention}-{steps}"
+            run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
+                 "--out", str(out / name), "--no-video", "--steps", str(steps)])
+            generated[name] = (attention, steps)
+            report = json.loads((out / name / "metrics.json").read_text())
+            if attention == "memory":
+                retrieval[steps] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
+    data = out / next(iter(generated)) / "data"
     for kind in ("repeat-last", "closest-camera"):
         run(["baseline", kind, str(data), str(out / kind), "--quiet"])
-    for name in [*models, "repeat-last", "closest-camera"]:
-        pred = out / name / "pred" if name in models else out / name
+    for name in [*generated, "repeat-last", "closest-camera"]:
+        pred = out / name / "pred" if name in generated else out / name
         run(["eval", str(pred), str(data), "--quiet", "--out", str(out / "eval" / name)])
         rows[name] = json.loads((out / "eval" / name / "metrics.json").read_text())["mean"]
+
+    def label(name: str) -> str:
+        if name in generated:
+            attention, steps = generated[name]
+            return f"{LABELS[attention]}, {steps} step{'s' if steps > 1 else ''}"
+        return LABELS[name]
 
     def cell(value) -> str:
         return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
@@ -75,14 +90,14 @@ def main() -> None:
     lines = ["| model | " + " | ".join(label for _, label in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     for name, mean in rows.items():
-        lines.append(f"| {LABELS[name]} | " + " | ".join(cell(mean.get(key)) for key, _ in COLUMNS) + " |")
-    if retrieval:
+        lines.append(f"| {label(name)} | " + " | ".join(cell(mean.get(key)) for key, _ in COLUMNS) + " |")
+    for steps, r in retrieval.items():
         lines.append("")
         lines.append(
-            f"Retrieval (memory model, {args.samples} clips, every target frame, block and step): top-1 memory frame "
-            f"shows >= half of the frame's view in {retrieval['retrieval_hit']:.1%} of cases (chance "
-            f"{retrieval['retrieval_hit_chance']:.1%}); mean view overlap of the retrieved frames "
-            f"{retrieval['retrieval_overlap']:.3f} (chance {retrieval['retrieval_overlap_chance']:.3f})."
+            f"Retrieval (memory model, {steps} sampling step(s), {args.samples} clips, every target frame, block and "
+            f"step): the top-1 memory frame shows >= half of the frame's view in {r['retrieval_hit']:.1%} of cases "
+            f"(chance {r['retrieval_hit_chance']:.1%}); mean view overlap of the retrieved frames "
+            f"{r['retrieval_overlap']:.3f} (chance {r['retrieval_overlap_chance']:.3f})."
         )
     table = "\n".join(lines)
     print(table)

@@ -1,0 +1,103 @@
+"""Ship a trained Flatland run as a built-in model: weights + machine-readable model card in hydra_wm/weights/.
+
+    python scripts/ship_flatland_model.py RUN [--num-steps 20] [--shift 1.0] [--no-ema] [--table runs/flatland-table]
+
+1. `hydra-wm export RUN` (EMA weights when the run kept them) to ``hydra_wm/weights/flatland-ATTENTION.safetensors``;
+2. the card ``flatland-ATTENTION.json``: Flatland preset and sampling settings (read by `hydra-wm demo`), the
+   exact training command (rebuilt from the run's config.json), steps, wall time (sum of the logged step times),
+   the final logged loss, the README table's row for this model when `--table` has one, and the ``regression``
+   record `tests/test_builtin_model.py` checks: what the shipped weights score on clip 0 of world seed 1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from hydra_wm.flatland import render_clip
+from hydra_wm.io_utils import read_json, write_text_atomic
+from hydra_wm.training import TrainConfig, export_checkpoint
+from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
+from hydra_wm.world_model import HELD_OUT_SEED, load_flatland_model, run_clip, weights_path
+
+
+def train_command(config: dict, steps: int, ema: bool = True) -> str:
+    """The command lines that reproduce a run that stopped at `steps`: `hydra-wm train` (options that differ from
+    TrainConfig's defaults) with `--stop-after steps`, then `hydra-wm export`."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    parts = ["hydra-wm", "train", config["data"]]
+    for key, value in config.items():
+        same = (tuple(value) if isinstance(value, list) else value) == defaults.get(key)
+        if key in ("data", "resume", "stop_after", "progress") or same:
+            continue
+        option = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(option if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            parts += [option, *map(str, value)]
+        else:
+            parts += [option, str(value)]
+    parts += ["--stop-after", str(steps)]
+    return " ".join(parts) + f" && hydra-wm export {config['out']} --out flatland-{config['attention']}.safetensors" + (
+        "" if ema else " --no-ema")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--num-steps", type=int, default=20, help="sampling steps the demo uses")
+    parser.add_argument("--shift", type=float, default=1.0, help="sampling time shift")
+    parser.add_argument("--no-ema", action="store_true")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoints/step_*.safetensors of RUN (default: latest)")
+    parser.add_argument("--table", type=Path, help="folder of benchmarks/flatland_table.py (adds its row)")
+    args = parser.parse_args()
+    config = read_json(args.run / "config.json")
+    attention = config["attention"]
+    out = weights_path(attention)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.checkpoint or latest_checkpoint(args.run)
+    export_checkpoint(checkpoint, out, use_ema=not args.no_ema)
+    steps = read_checkpoint(checkpoint)[1]["step"]
+    log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
+    log = [entry for entry in log if entry["step"] <= steps]
+    seconds = sum(entry["step_seconds"] * (entry["step"] - previous["step"])
+                  for previous, entry in zip([{"step": 0}, *log], log, strict=False))
+    card = {
+        "flatland_preset": config["data"].removeprefix("flatland:"),
+        "codec_factor": 2,
+        "num_steps": args.num_steps,
+        "shift": args.shift,
+        "attention": attention,
+        "data": f"{config['flatland_samples']} Flatland clips of preset {config['data']} (world seed "
+                f"{config['flatland_seed']}), rendered and encoded by PixelCodec(2) on the fly; null text",
+        "train_command": train_command(config, steps, ema=not args.no_ema),
+        "steps": steps,
+        "samples_seen": steps * config["batch_size"] * config["grad_accum"],
+        "wall_seconds": round(seconds),
+        "final_loss": log[-1]["loss"],
+        "ema": not args.no_ema and config["ema_decay"] > 0,
+    }
+    if args.table and (args.table / "table.json").is_file():
+        table = read_json(args.table / "table.json")
+        card["metrics"] = table["rows"].get(f"{attention}-{args.num_steps}")
+        if attention == "memory":
+            card["retrieval"] = table["retrieval"].get(str(args.num_steps))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1))
+    # regression record: one held-out clip through the whole demo path
+    torch.set_num_threads(1)
+    model = load_flatland_model(attention)
+    clip = render_clip(model.flatland, HELD_OUT_SEED, 0)
+    scores = run_clip(model, clip, noise_seed=0).scores
+    keep = ["psnr", "background_psnr", "background_psnr_revisit"] + (["retrieval_hit"] if attention == "memory" else [])
+    card["regression"] = {"seed": HELD_OUT_SEED, "index": 0, "noise_seed": 0, **{k: scores[k] for k in keep}}
+    write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1))
+    print(f"shipped {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")
+    print(json.dumps(card, indent=1))
+
+
+if __name__ == "__main__":
+    main()
