@@ -327,3 +327,20 @@ def flatland_scores(
             for name, values in frames.items()
         }
     return summary
+
+
+FLATLAND_METRICS = ("psnr", "ssim", "background_psnr", "presence", "missing", "position_error", "identity")
+"""The `flatland_scores` metrics reported overall and after re-entry (``NAME_reentry``)."""
+
+
+def flatland_summary(scores: dict) -> dict[str, float]:
+    """`flatland_scores` output -> flat {metric: mean}: each of `FLATLAND_METRICS` overall and as
+    ``NAME_reentry`` (when re-entry frames were given), plus ``background_psnr_revisit`` when computed."""
+    out = {}
+    for key in FLATLAND_METRICS:
+        out[key] = scores["overall"][key]
+        if "reentry" in scores:
+            out[f"{key}_reentry"] = scores["reentry"][key]
+    if "background_psnr_revisit" in scores["overall"]:
+        out["background_psnr_revisit"] = scores["overall"]["background_psnr_revisit"]
+    return out

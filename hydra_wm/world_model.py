@@ -20,7 +20,6 @@ flow-matching sampler as `hydra-wm generate`. One clip:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,9 @@ from .errors import InputError
 from .flatland import FlatlandClip, FlatlandConfig, clip_to_item, flatland_config
 from .flatland.views import revisited_beyond_window, view_overlap
 from .flow import FlowMatchSchedule
+from .io_utils import read_json
 from .loading import load_dit
-from .metrics import flatland_scores
+from .metrics import flatland_scores, flatland_summary, psnr
 from .model import HydraDiT
 from .pipeline import Conditioning, denoise, initial_noise
 from .retrieval import memory_eligibility
@@ -45,7 +45,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ATTENTIONS = ("memory", "window", "full")
 HELD_OUT_SEED = 1000
 """Default Flatland world seed of the demo's clips; the shipped models trained on seed 0 (`--flatland-seed`)."""
-MAX_DB = 100.0
 HIT_OVERLAP = 0.5
 """A retrieved memory frame is a hit when its frames show at least this fraction of the query frame's view."""
 
@@ -77,8 +76,6 @@ class ModelCard:
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
-        from .io_utils import read_json
-
         data = read_json(path)
         known = {k: data[k] for k in ("flatland_preset", "codec_factor", "num_steps", "shift") if k in data}
         return cls(**known, extra={k: v for k, v in data.items() if k not in known})
@@ -144,13 +141,20 @@ class ClipResult:
 
     def frames_uint8(self) -> np.ndarray:
         """[Tc + Tt, H, W, 3] uint8: the context frames, then the generated ones."""
-        generated = ((self.generated.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return np.concatenate([self.clip.frames[: self.clip.context_frames], generated.numpy()])
+        generated = _levels(self.generated).permute(1, 2, 3, 0).numpy()
+        return np.concatenate([self.clip.frames[: self.clip.context_frames], generated])
+
+
+def _levels(video: Tensor) -> Tensor:
+    """[-1, 1] float -> nearest 8-bit levels, uint8. Rounds (`video.to_uint8_frames` truncates like the
+    reference's tensor2video, which would turn an exact level that float arithmetic put a hair low into the next
+    one down)."""
+    return ((video + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def quantise(video: Tensor) -> Tensor:
     """[-1, 1] float -> the nearest 8-bit level, back in [-1, 1] (what writing a lossless video keeps)."""
-    return ((video + 1.0) * 127.5).round().clamp(0, 255) / 127.5 - 1.0
+    return _levels(video).float() / 127.5 - 1.0
 
 
 @torch.no_grad()
@@ -208,8 +212,10 @@ def retrieval_scores(record: RetrievalRecord, overlap: np.ndarray, window: int) 
     valid = record.valid[:, :, 0, Fc:].numpy()
     query_overlap = memory_overlap[Fc:]  # (Ft, Fm)
     got = np.take_along_axis(query_overlap[None, None], indices, axis=-1)  # (S, Nb, Ft, k)
-    chance_overlap = np.array([query_overlap[f][eligible[Fc + f]].mean() for f in range(total - Fc)])
-    chance_hit = np.array([(query_overlap[f][eligible[Fc + f]] >= HIT_OVERLAP).mean() for f in range(total - Fc)])
+    query_eligible = eligible[Fc:]  # (Ft, Fm)
+    per_query = query_eligible.sum(axis=1)
+    chance_overlap = (query_overlap * query_eligible).sum(axis=1) / per_query
+    chance_hit = ((query_overlap >= HIT_OVERLAP) & query_eligible).sum(axis=1) / per_query
     top1_valid = valid[..., 0]
     return {
         "retrieval_overlap": float(got[valid].mean()) if valid.any() else math.nan,
@@ -223,7 +229,8 @@ def score_clip(
     generated: Tensor, clip: FlatlandClip, config: FlatlandConfig, record: RetrievalRecord | None, window: int
 ) -> dict:
     """Flat {metric: value} for one generated clip; the names are `hydra-wm eval`'s (``*_reentry`` after
-    re-entry), plus the retrieval scores for a memory model."""
+    re-entry), plus ``repeat_last_psnr`` (what repeating the last context frame scores, for scale) and the
+    retrieval scores for a memory model."""
     item = clip_to_item(clip, config, 1)
     S = item["num_subjects"]
     Tc = clip.context_frames
@@ -236,13 +243,10 @@ def score_clip(
         background_colours=item["background_colours"],
         reentry=item["reentry"][:, :S],
         revisit=revisit,
-        max_db=MAX_DB,
     )
-    out = {}
-    for key in ("psnr", "ssim", "background_psnr", "presence", "missing", "position_error", "identity"):
-        out[key] = scores["overall"][key]
-        out[f"{key}_reentry"] = scores["reentry"][key]
-    out["background_psnr_revisit"] = scores["overall"]["background_psnr_revisit"]
+    out = flatland_summary(scores)
+    repeat = item["context"][:, -1:].expand_as(item["target"])
+    out["repeat_last_psnr"] = float(psnr(repeat, item["target"], max_db=100.0).mean())
     if record is not None:
         out.update(retrieval_scores(record, view_overlap(clip.yaw_deg, config.width, config.fov_deg), window))
     return out
@@ -287,7 +291,3 @@ def side_by_side(result: ClipResult, label: str, scale: int = 4) -> np.ndarray:
             x = i * (W * scale + gap)
             out[t, header:, x : x + W * scale] = panel.repeat(scale, axis=0).repeat(scale, axis=1)
     return out
-
-
-def card_json(card: dict) -> str:
-    return json.dumps(card, indent=1, sort_keys=False)

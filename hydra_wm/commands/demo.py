@@ -79,12 +79,6 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         result = run_clip(model, clip, noise_seed=args.noise_seed, num_steps=args.steps)
         seconds += time.perf_counter() - start
-        # what "repeat the last context frame" scores on the same clip, for scale
-        last = torch.from_numpy(clip.frames[clip.context_frames - 1]).float().div(127.5).sub(1.0)
-        repeat = last.permute(2, 0, 1)[:, None].expand_as(result.generated)
-        truth = torch.from_numpy(clip.frames[clip.context_frames :]).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)
-        mse = (repeat - truth).pow(2).mean(dim=(0, 2, 3)).clamp_min(1e-10)
-        result.scores["repeat_last_psnr"] = float((10 * torch.log10(4.0 / mse)).clamp(max=100.0).mean())
         results[name] = result.scores
         write_video(out / "pred" / f"{name}.mp4", result.frames_uint8(), config.fps, crf=0, pix_fmt="yuv444p",
                     options={"preset": "veryfast", "threads": "1"})

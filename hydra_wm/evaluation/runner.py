@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..flatland.views import revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
-from ..metrics import flatland_scores, psnr, ssim
+from ..metrics import flatland_scores, flatland_summary, psnr, ssim
 from .dsc import dsc_scores
 from .features import ClipVision, DinoModel, load_clip, load_dino
 from .lpips import LPIPS, load_lpips, lpips_frames
@@ -164,10 +164,7 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
         scores = flatland_scores(pred, target, truth["labels"][:N], truth["subject_colours"],
                                  background_colours=truth["background_colours"], reentry=reentry, revisit=revisit,
                                  max_db=MAX_DB)
-        for key in ("psnr", "ssim", "background_psnr", "presence", "missing", "position_error", "identity"):
-            metrics[key] = scores["overall"][key]
-            metrics[f"{key}_reentry"] = scores["reentry"][key]
-        metrics["background_psnr_revisit"] = scores["overall"]["background_psnr_revisit"]
+        metrics.update(flatland_summary(scores))
         per_frame = scores["frames"]
         frames["presence"] = per_frame["presence"].nanmean(dim=1).tolist()
     else:

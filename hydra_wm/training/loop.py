@@ -65,10 +65,11 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------------ model
 
 
-def build_model(config: TrainConfig, channels: int, text_dim: int) -> HydraDiT:
+def build_model(config: TrainConfig, channels: int | None, text_dim: int | None) -> HydraDiT:
     """The model to train, float32 on the CPU: from `config.init` (Wan2.1 or HyDRA file) or a fresh preset.
 
-    A fresh preset takes its latent channels and text width from the data.
+    A fresh preset takes its latent channels and text width from the data; a checkpoint must match them (not
+    checked when they are None).
     """
     overrides = {"attention": config.attention} if config.attention else {}
     if config.preset is not None:
@@ -77,7 +78,7 @@ def build_model(config: TrainConfig, channels: int, text_dim: int) -> HydraDiT:
         model.init_weights()
     else:
         model = load_dit(config.init, dtype=torch.float32, seed=config.seed, **overrides)
-        if (model.cfg.in_dim, model.cfg.text_dim) != (channels, text_dim):
+        if channels is not None and (model.cfg.in_dim, model.cfg.text_dim) != (channels, text_dim):
             raise ConfigError(
                 f"{config.init}: model takes {model.cfg.in_dim} latent channels and text width {model.cfg.text_dim}, "
                 f"the data has {channels} and {text_dim}"
@@ -302,12 +303,15 @@ def _save(run: _Run) -> Path:
     )
 
 
+def _export_metadata(model: HydraDiT, **train) -> dict[str, str]:
+    """Every DiTConfig field as a string (`load_dit` reads them back, attention mode included) plus `train`."""
+    cfg = model.cfg.to_dict()
+    return {**{key: str(value) for key, value in cfg.items()}, "hydra_wm_config": json.dumps(cfg),
+            "hydra_wm_train": json.dumps(train)}
+
+
 def _export(run: _Run) -> Path | None:
-    cfg = run.raw.cfg
-    # Every DiTConfig field as a string: `load_dit` reads them back (attention mode included).
-    metadata = {key: str(value) for key, value in cfg.to_dict().items()}
-    metadata["hydra_wm_config"] = json.dumps(cfg.to_dict())
-    metadata["hydra_wm_train"] = json.dumps({"step": run.step, "ema": run.config.export_ema})
+    metadata = _export_metadata(run.raw, step=run.step, ema=run.config.export_ema)
     ema = run.ema if run.config.export_ema else None
     return ckpt.export_model(run.raw, Path(run.config.out) / run.config.export, run.info, ema=ema, metadata=metadata)
 
@@ -332,26 +336,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, use_ema: bool 
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: state record has no usable training config ({exc})") from None
     names = [key.removeprefix("model.") for key in tensors if key.startswith("model.")]
-    shapes = {name: tensors[f"model.{name}"].shape for name in names}
-    channels = shapes.get("patch_embedding.weight", (0, 0))[1]
-    text_dim = shapes.get("text_embedding.0.weight", (0, 0))[1]
-    if config.preset is not None:
-        if not (channels and text_dim):
+    if config.preset is not None:  # a fresh preset takes its widths from the trained embeddings
+        if "model.patch_embedding.weight" not in tensors or "model.text_embedding.0.weight" not in tensors:
             raise CheckpointError(f"{path}: fresh-preset run without patch/text embedding weights in the checkpoint")
-        model = build_model(config, channels, text_dim)
+        model = build_model(
+            config, tensors["model.patch_embedding.weight"].shape[1], tensors["model.text_embedding.0.weight"].shape[1]
+        )
     else:  # the init checkpoint supplies the frozen weights (and the widths)
-        overrides = {"attention": config.attention} if config.attention else {}
-        model = load_dit(config.init, dtype=torch.float32, seed=config.seed, **overrides)
+        model = build_model(config, None, None)
     ema = use_ema and all(f"ema.{name}" in tensors for name in names)
     state = {name: tensors[f"{'ema' if ema else 'model'}.{name}"] for name in names}
     unknown = sorted(set(state) - set(model.state_dict()))
     if unknown:
         raise CheckpointError(f"{path}: weights the model does not have: {', '.join(unknown[:5])}")
     model.load_state_dict(state, strict=False)
-    cfg = model.cfg
-    metadata = {key: str(value) for key, value in cfg.to_dict().items()}
-    metadata["hydra_wm_config"] = json.dumps(cfg.to_dict())
-    metadata["hydra_wm_train"] = json.dumps({"step": record.get("step"), "ema": ema, "checkpoint": path.name})
+    metadata = _export_metadata(model, step=record.get("step"), ema=ema, checkpoint=path.name)
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     return ckpt.export_model(model, out, info, metadata=metadata)
 
