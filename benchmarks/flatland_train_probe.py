@@ -1,7 +1,8 @@
 """Training-speed probe of the built-in Flatland model: `flatland-tiny` on pixel-codec latents, on the CPU.
 
     python benchmarks/flatland_train_probe.py [--attention memory|window|full] [--steps 50] [--batch 8]
-        [--flatland small] [--clips 512] [--threads 2] [--lr 3e-4] [--timesteps sample] [--weighting none]
+        [--flatland small] [--clips 512] [--codec-factor 2] [--threads 2] [--lr 3e-4] [--timesteps sample]
+        [--weighting none]
 
 Trains a fresh `flatland-tiny` DiT (`--trainable all`, float32) with `hydra_wm.training.train` on an in-memory
 `FlatlandDataset` (`small`: 32x32, 20 + 20 frames), each clip rendered and encoded on the fly by `PixelCodec`
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--flatland", default="small", help="Flatland preset")
     parser.add_argument("--clips", type=int, default=512, help="clips in the training set")
+    parser.add_argument("--codec-factor", type=int, default=2, help="PixelCodec space-to-depth factor")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--timesteps", default="sample", choices=("batch", "sample"))
@@ -65,7 +67,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    dataset = flatland_training_dataset(args.flatland, args.clips, text_dim=dit_config(PRESET).text_dim)
+    dataset = flatland_training_dataset(
+        args.flatland, args.clips, factor=args.codec_factor, text_dim=dit_config(PRESET).text_dim
+    )
     first = dataset[0]
     with tempfile.TemporaryDirectory() as out:
         config = probe_config(
@@ -89,6 +93,7 @@ def main() -> None:
         "steps": result.step,
         "batch": args.batch,
         "threads": args.threads,
+        "codec_factor": args.codec_factor,
         "latents": list(first["context_latents"].shape),
         "parameters": sum(p.numel() for p in result.model.parameters()),
         "wall_seconds": round(wall, 1),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .errors import HydraError
 
 ATTENTION_MODES = ("memory", "full", "window")
+RETRIEVAL_MODES = ("relevance", "camera")
 
 
 class ConfigError(HydraError, ValueError):
@@ -72,6 +73,10 @@ class DiTConfig:
     """Local window: full-resolution frames every query frame attends to (centred, clamped at the ends)."""
     top_k: int = 10
     """Memory frames retrieved per query frame (clamped when fewer are eligible)."""
+    retrieval: str = "relevance"
+    """How `memory` mode ranks memory frames: `relevance` (HyDRA: <mean q, mean k_mem>, REFERENCE §1.1) or
+    `camera` (the paper's camera-FOV retrieval ablation: the cosine between the frames' viewing directions,
+    from the relative cameras; the same choice in every block, no learned scores)."""
     tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)
     """Memory tokenizer Conv3d kernel = stride over (frames, rows, columns)."""
     attention_chunk_frames: int = 4
@@ -96,6 +101,8 @@ class DiTConfig:
             raise ConfigError(f"window: expected >= 1 frames, got {self.window}")
         if self.attention_chunk_frames < 0:
             raise ConfigError(f"attention_chunk_frames: expected >= 0, got {self.attention_chunk_frames}")
+        if self.retrieval not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
         if self.top_k < 0:
             raise ConfigError(f"top_k: expected >= 0, got {self.top_k}")
         rope_split(self.head_dim)

@@ -37,7 +37,7 @@ def config_from_metadata(metadata: dict[str, str], path: Path) -> dict:
     for key in (f.name for f in dataclasses.fields(DiTConfig)):
         if key not in metadata:
             continue
-        if key == "attention":  # the one string field; exported by `hydra-wm train` so baselines load as trained
+        if key in ("attention", "retrieval"):  # string fields (exported by `hydra-wm train`: models load as trained)
             fields[key] = metadata[key]
             continue
         try:

@@ -29,6 +29,7 @@ from .retrieval import (
     select_memory,
     windowed_memory_attention,
 )
+from .retrieval import camera_scores as retrieval_camera_scores
 
 
 def sinusoidal_embedding(timestep: Tensor, dim: int) -> Tensor:
@@ -130,8 +131,13 @@ class SelfAttention(nn.Module):
         self.norm_k = RMSNorm(dim, cfg.eps)
         self.tokenizer = MemoryTokenizer(dim, cfg.tokenizer_kernel)
 
-    def forward(self, h: Tensor, grid: tuple[int, int, int], rope: dict) -> tuple[Tensor, Retrieval | None]:
-        """h: (B, L, D) modulated input -> ((B, L, D), retrieval or None)."""
+    def forward(
+        self, h: Tensor, grid: tuple[int, int, int], rope: dict, camera_scores: Tensor | None = None
+    ) -> tuple[Tensor, Retrieval | None]:
+        """h: (B, L, D) modulated input -> ((B, L, D), retrieval or None).
+
+        camera_scores: (B, F, Fm) memory-frame scores from the cameras (`retrieval="camera"`); None: HyDRA's
+        learned relevance."""
         cfg = self.cfg
         frames, rows, cols = grid
         heads = lambda t: rearrange(t, "b l (n d) -> b l n d", n=cfg.num_heads)  # (B, L, N, d)
@@ -140,7 +146,7 @@ class SelfAttention(nn.Module):
         v = heads(self.v(h))
         memory = None
         if cfg.attention == "memory" and cfg.top_k > 0:
-            memory = self._retrieve(h, q, grid)  # scores use q before RoPE
+            memory = self._retrieve(h, q, grid, camera_scores)  # scores use q before RoPE
         # Rebinding q and k frees the un-rotated copies early (the full-resolution activations dominate memory).
         q = apply_rope(heads(q), rope["tokens"])
         k = apply_rope(heads(k), rope["tokens"])
@@ -163,7 +169,9 @@ class SelfAttention(nn.Module):
             )
         return self.o(rearrange(out, "b l n d -> b l (n d)")), (memory[2] if memory else None)
 
-    def _retrieve(self, h: Tensor, q: Tensor, grid: tuple[int, int, int]) -> tuple[Tensor, Tensor, Retrieval]:
+    def _retrieve(
+        self, h: Tensor, q: Tensor, grid: tuple[int, int, int], camera_scores: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Retrieval]:
         """Memory tokens (keys/values through the block's own projections) and the top-k choice per frame."""
         frames, rows, _ = grid
         memory = self.tokenizer(rearrange(h, "b (f h w) d -> b d f h w", f=frames, h=rows))  # (B, D, Fm, Hm, Wm)
@@ -172,11 +180,14 @@ class SelfAttention(nn.Module):
         k_mem = self.norm_k(self.k(memory))
         v_mem = self.v(memory)
         eligible = memory_eligibility(frames, mem_frames, self.cfg.window, self.cfg.tokenizer_kernel[0], h.device)
-        scores = relevance_scores(
-            rearrange(q, "b (f t) d -> b f t d", f=frames),
-            rearrange(k_mem, "b (f t) d -> b f t d", f=mem_frames),
-            eligible,
-        )
+        if camera_scores is not None:
+            scores = camera_scores.masked_fill(~eligible, float("-inf"))
+        else:
+            scores = relevance_scores(
+                rearrange(q, "b (f t) d -> b f t d", f=frames),
+                rearrange(k_mem, "b (f t) d -> b f t d", f=mem_frames),
+                eligible,
+            )
         return k_mem, v_mem, select_memory(scores, self.cfg.top_k)
 
 
@@ -218,9 +229,17 @@ class DiTBlock(nn.Module):
         self.projector = nn.Linear(dim, dim)
 
     def forward(
-        self, x: Tensor, context: Tensor, t_mod: Tensor, cameras: tuple[Tensor, Tensor], grid, rope: dict
+        self,
+        x: Tensor,
+        context: Tensor,
+        t_mod: Tensor,
+        cameras: tuple[Tensor, Tensor],
+        grid,
+        rope: dict,
+        camera_scores: Tensor | None = None,
     ) -> tuple[Tensor, Retrieval | None]:
-        """x: (B, L, D), context: (B, Lt, D), t_mod: (B, 6, D), cameras: (B, Fc, 12), (B, Ft, 12)."""
+        """x: (B, L, D), context: (B, Lt, D), t_mod: (B, 6, D), cameras: (B, Fc, 12), (B, Ft, 12);
+        camera_scores: see `SelfAttention.forward`."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.modulation + t_mod).chunk(6, dim=1)
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         # Camera embeddings join the attention input only (not the residual stream), one per frame.
@@ -229,7 +248,7 @@ class DiTBlock(nn.Module):
         h = rearrange(
             rearrange(h, "b (f t) d -> b f t d", f=grid[0]) + camera[:, :, None, :], "b f t d -> b (f t) d"
         )  # (B, L, D)
-        attn, retrieval = self.self_attn(h, grid, rope)
+        attn, retrieval = self.self_attn(h, grid, rope, camera_scores)
         del h  # free the attention input before the residual updates (full-resolution activations dominate)
         x = torch.addcmul(x, gate_msa, self.projector(attn))  # x + gate_msa * projector(attn)
         x = x + self.cross_attn(self.norm3(x), context)  # no gate (Wan2.1)
@@ -368,6 +387,7 @@ class HydraDiT(nn.Module):
         Returns (B, out_dim, F, H, W), and the list of per-block `Retrieval`s when `return_retrieval`.
         """
         frames, rows, cols, _ = self._check_inputs(latents, cam_context, cam_target, num_context_frames)
+        cfg = self.cfg
         batch = latents.shape[0]
         dtype = self.patch_embedding.weight.dtype
         timestep = timestep.reshape(-1).expand(batch) if timestep.numel() == 1 else timestep.reshape(batch)
@@ -381,10 +401,15 @@ class HydraDiT(nn.Module):
         grid = (frames, rows, cols)
         rope = self.rope_tables(grid, latents.device)
         cameras = (cam_context.to(dtype), cam_target.to(dtype))
+        camera_scores = None
+        if cfg.attention == "memory" and cfg.retrieval == "camera" and cfg.top_k > 0:
+            # Camera-FOV retrieval (ablation): one choice from the input cameras, shared by every block.
+            kt = cfg.tokenizer_kernel[0]
+            camera_scores = retrieval_camera_scores(torch.cat([cam_context, cam_target], dim=1), frames // kt, kt)
         # 4. blocks
         retrievals = []
         for block in self.blocks:
-            x, retrieval = block(x, context, t_mod, cameras, grid, rope)
+            x, retrieval = block(x, context, t_mod, cameras, grid, rope, camera_scores)
             retrievals.append(retrieval)
         # 5. head and unpatchify (channel innermost in the head's output vector)
         x = self.head(x, t)

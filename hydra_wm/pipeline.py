@@ -312,7 +312,7 @@ class HydraPipeline:
     """Wan2.1 + HyDRA video continuation. `pipeline(samples, config)` -> one `GenerationResult` per sample.
 
     `offload`: `none` keeps every model once loaded; `model` (default) loads each model for its step only;
-    `blocks` also streams the DiT's blocks to the GPU one at a time. `attention`/`top_k` override the DiT's.
+    `blocks` also streams the DiT's blocks to the GPU one at a time. `attention`/`top_k`/`retrieval` override the DiT's.
     """
 
     def __init__(
@@ -324,6 +324,7 @@ class HydraPipeline:
         offload: str = "model",
         attention: str | None = None,
         top_k: int | None = None,
+        retrieval: str | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         if offload not in OFFLOAD_MODES:
@@ -332,7 +333,8 @@ class HydraPipeline:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         self.offload = offload
-        self.dit_overrides = {k: v for k, v in (("attention", attention), ("top_k", top_k)) if v is not None}
+        overrides = (("attention", attention), ("top_k", top_k), ("retrieval", retrieval))
+        self.dit_overrides = {k: v for k, v in overrides if v is not None}
         self.log = log or (lambda message: None)
         loaders = {"text_encoder": self._load_text_encoder, "vae": self._load_vae, "dit": self._load_dit}
         self.models = ModelSlots(loaders, offload=offload, device=self.device)

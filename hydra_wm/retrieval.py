@@ -74,6 +74,24 @@ def relevance_scores(q: Tensor, k_mem: Tensor, eligible: Tensor) -> Tensor:
     return scores.masked_fill(~eligible, float("-inf"))
 
 
+VIEW_DIRECTION = (2, 6, 10)
+"""Entries of a relative camera 12-vector (top 3x4 of the camera-to-world pose, row-major, columns right, down,
+forward, position: `cameras.py`) holding the third column of R: the camera's viewing direction."""
+
+
+def camera_scores(cameras: Tensor, num_memory_frames: int, kernel_frames: int) -> Tensor:
+    """(B, F, Fm) float32 camera-FOV relevance (the paper's retrieval ablation): the cosine between the viewing
+    direction of frame i and the mean viewing direction of memory frame j (frames kt*j .. kt*j + kt - 1).
+
+    cameras: (B, F, 12) relative cameras of all frames (context then target), one per latent frame. For cameras
+    that only rotate, ranking by this cosine is ranking by field-of-view overlap; translation is ignored.
+    """
+    views = F.normalize(cameras[..., list(VIEW_DIRECTION)].float(), dim=-1)  # (B, F, 3)
+    used = num_memory_frames * kernel_frames
+    memory = F.normalize(rearrange(views[:, :used], "b (m k) c -> b m k c", k=kernel_frames).mean(dim=2), dim=-1)
+    return torch.einsum("bfc,bmc->bfm", views, memory)
+
+
 @torch.no_grad()
 def select_memory(scores: Tensor, top_k: int) -> Retrieval:
     """Top-k memory frames per query frame. k is clamped to the number of memory frames; where a frame

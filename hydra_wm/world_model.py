@@ -105,8 +105,12 @@ class FlatlandModel:
         return flatland_config(self.card.flatland_preset)
 
 
-def load_flatland_model(attention: str = "memory", weights: str | Path | None = None) -> FlatlandModel:
-    """The shipped model for `attention`, or the DiT file `weights` (a card next to it is used when present)."""
+def load_flatland_model(
+    attention: str = "memory", weights: str | Path | None = None, *, retrieval: str | None = None
+) -> FlatlandModel:
+    """The shipped model for `attention`, or the DiT file `weights` (a card next to it is used when present).
+
+    `retrieval` overrides how a `memory` model ranks memory frames (`camera`: the camera-FOV ablation)."""
     path = Path(weights) if weights is not None else weights_path(attention)
     if not path.is_file():
         if weights is None:
@@ -117,7 +121,7 @@ def load_flatland_model(attention: str = "memory", weights: str | Path | None = 
                 f"(see hydra_wm/weights/MODEL_CARD.md) and pass --weights"
             )
         raise InputError(f"{path}: weights file not found")
-    dit = load_dit(path, dtype=torch.float32)
+    dit = load_dit(path, dtype=torch.float32, **({"retrieval": retrieval} if retrieval else {}))
     card = ModelCard.for_weights(path)
     codec = PixelCodec(card.codec_factor)
     if dit.cfg.in_dim != codec.z_dim:

@@ -66,14 +66,15 @@ def main() -> None:
     log = [entry for entry in log if entry["step"] <= steps]
     seconds = sum(entry["step_seconds"] * (entry["step"] - previous["step"])
                   for previous, entry in zip([{"step": 0}, *log], log, strict=False))
+    factor = config.get("flatland_codec_factor", 2)
     card = {
         "flatland_preset": config["data"].removeprefix("flatland:"),
-        "codec_factor": 2,
+        "codec_factor": factor,
         "num_steps": args.num_steps,
         "shift": args.shift,
         "attention": attention,
         "data": f"{config['flatland_samples']} Flatland clips of preset {config['data']} (world seed "
-                f"{config['flatland_seed']}), rendered and encoded by PixelCodec(2) on the fly; null text",
+                f"{config['flatland_seed']}), rendered and encoded by PixelCodec({factor}) on the fly; null text",
         "train_command": train_command(config, steps, ema=not args.no_ema),
         "steps": steps,
         "samples_seen": steps * config["batch_size"] * config["grad_accum"],

@@ -261,6 +261,41 @@ def test_bf16_model_scores_retrieval_in_float32():
     assert all(r.scores.dtype == torch.float32 and r.all_scores.dtype == torch.float32 for r in retrievals)
 
 
+def yaw_cameras(yaws: torch.Tensor) -> torch.Tensor:
+    """(F, 12) relative cameras turning about the vertical axis (columns right, down, forward; no translation)."""
+    c, s, zero, one = yaws.cos(), yaws.sin(), torch.zeros_like(yaws), torch.ones_like(yaws)
+    rotation = torch.stack(
+        [torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1), torch.stack([-s, zero, c], -1)], -2
+    )
+    return torch.cat([rotation, torch.zeros(len(yaws), 3, 1)], -1).reshape(len(yaws), 12)
+
+
+def test_camera_retrieval_ranks_memory_frames_by_viewing_direction():
+    model = random_model(top_k=3)
+    frames = 12
+    yaws = torch.tensor([0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.2, 0.9, 0.6, 0.3, 0.0, -0.3])  # pans out and back
+    cams = yaw_cameras(yaws)[None]
+    x = {**inputs(frames=frames), "cam_context": cams[:, :6], "cam_target": cams[:, 6:]}
+    camera = with_config(model, retrieval="camera")
+    out, retrievals = run(camera, x, return_retrieval=True)
+    # the expected choice, brute force: memory frame j = frames 2j, 2j+1; rank eligible ones by the angle between
+    # frame i's direction and their mean direction (same yaw axis: the mean direction's yaw is the mean yaw)
+    eligible = memory_eligibility(frames, frames // 2, 5, 2)
+    memory_yaw = yaws.reshape(-1, 2).mean(1)
+    for i in range(frames):
+        distance = [(abs(float(yaws[i] - memory_yaw[j])), j) for j in range(frames // 2) if eligible[i, j]]
+        expected = [j for _, j in sorted(distance)[:3]]
+        for r in retrievals:  # every block makes the same, camera-given choice
+            assert r.indices[0, i].tolist() == expected, (i, r.indices[0, i].tolist(), expected)
+    # it is a real change of the computation, and only of the retrieval: with top-k 0 both equal window mode
+    assert not torch.allclose(out, run(model, x))
+    assert torch.equal(
+        run(with_config(model, retrieval="camera", top_k=0), x), run(with_config(model, attention="window"), x)
+    )
+    with pytest.raises(ConfigError, match="retrieval: expected one of"):
+        dit_config("debug", retrieval="fov")
+
+
 # ----------------------------------------------------------------------------------------- loading
 def save_checkpoint(model: HydraDiT, path, drop_hydra=False, wrap=False, metadata=None):
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -357,6 +392,7 @@ def test_overrides_and_dtype(tmp_path):
     path = save_checkpoint(random_model(), tmp_path / "m.safetensors")
     loaded = hydra_wm.load_dit(path, num_heads=2, attention="window", top_k=3, dtype=torch.bfloat16)
     assert loaded.cfg.attention == "window" and loaded.cfg.top_k == 3
+    assert hydra_wm.load_dit(path, num_heads=2, retrieval="camera").cfg.retrieval == "camera"
     assert all(p.dtype == torch.bfloat16 for p in loaded.parameters())
 
 

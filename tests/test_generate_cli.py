@@ -140,7 +140,7 @@ def test_generate_single_clip_with_base_dit(checkpoints, examples, tmp_path):
 def test_generate_folder_in_chunks(checkpoints, examples, tmp_path, capsys):
     out = tmp_path / "out"
     args = small_args(checkpoints, out, str(examples), "--chunk", "1", "--steps", "1", "--cfg", "1",
-                      "--context-frames", "5", "--target-frames", "1")  # fmt: skip
+                      "--context-frames", "5", "--target-frames", "1", "--retrieval", "camera")  # fmt: skip
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["1.mp4", "2.mp4"]
     assert capsys.readouterr().out.count("loading DiT") == 2  # one pass through the models per chunk

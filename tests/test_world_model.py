@@ -143,6 +143,23 @@ def test_demo_is_deterministic_and_the_attention_mode_changes_the_result(tmp_pat
     assert frames.shape[0] == Tt and frames.shape[2] == 3 * W * 4 + 2 * 4 and frames.dtype == np.uint8
 
 
+def test_camera_fov_retrieval_finds_the_frames_that_show_the_view(tmp_path, capsys):
+    """The camera ablation ranks memory frames from the cameras alone: in Flatland's exact geometry its top-1
+    choice must show the query frame's view far more often than chance (and than an untrained model's scores)."""
+    weights = _random_flatland_weights(tmp_path / "m.safetensors")
+    clip = render_clip(world_model.load_flatland_model(weights=weights).flatland, 3, 0)
+    learned = world_model.run_clip(world_model.load_flatland_model(weights=weights), clip).scores
+    camera = world_model.run_clip(world_model.load_flatland_model(weights=weights, retrieval="camera"), clip).scores
+    assert camera["retrieval_hit"] >= 0.9 and camera["retrieval_hit"] > camera["retrieval_hit_chance"] + 0.2
+    assert camera["retrieval_hit"] > learned["retrieval_hit"]  # (top-10 of this short clip's ~7 eligible memory
+    # frames is all of them for both, so only the ranking, i.e. the top-1 hit, can differ)
+    out = tmp_path / "demo"
+    args = ["demo", "--weights", str(weights), "--samples", "1", "--seed", "3", "--out", str(out), "--no-video"]
+    assert main([*args, "--retrieval", "camera"]) == 0
+    assert "camera-FOV retrieval" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["retrieval"] == "camera"
+
+
 def test_demo_without_weights_for_the_mode_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(world_model, "WEIGHTS_DIR", tmp_path / "empty")
     assert main(["demo", "--attention", "full", "--out", str(tmp_path / "o")]) == 2

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="which shipped model: memory (HyDRA) or the window / full baselines (default memory)")
     p.add_argument("--weights", type=Path, help="a Flatland DiT file of your own (e.g. from `hydra-wm export`) "
                    "instead of the shipped one; a model card FILE.json next to it is used when present")
+    p.add_argument("--retrieval", choices=("relevance", "camera"),
+                   help="how the memory model ranks memory frames: relevance (HyDRA's learned scores, the default) "
+                   "or camera (the paper's camera-FOV retrieval ablation, from the cameras)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the initial noise (default 0)")
     p.add_argument("--no-video", action="store_true", help="metrics only: skip the mp4s and heat maps")
@@ -63,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
-    model = load_flatland_model(args.attention, args.weights)
+    model = load_flatland_model(args.attention, args.weights, retrieval=args.retrieval)
     config = model.flatland
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
+    if model.attention == "memory" and model.dit.cfg.retrieval == "camera":
+        label = "memory, camera-FOV retrieval"
     print(f"hydra-wm demo: {model.path.name} ({label}, {sum(p.numel() for p in model.dit.parameters()) / 1e6:.2f} M "
           f"parameters) on {args.samples} held-out Flatland clip(s) (preset {model.card.flatland_preset!r}, "
           f"{config.height}x{config.width}, {config.context_frames} context + {config.target_frames} target frames, "
@@ -88,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                 plot_retrieval(result.retrieval, out / f"{name}_retrieval.png",
                                title=f"{name}: memory frames retrieved by each generated frame")
     mean = mean_scores(list(results.values()))
-    report = {"model": str(model.path), "attention": model.attention, "flatland_preset": model.card.flatland_preset,
+    report = {"model": str(model.path), "attention": model.attention, "retrieval": model.dit.cfg.retrieval,
+              "flatland_preset": model.card.flatland_preset,
               "seed": seed, "noise_seed": args.noise_seed, "generation_seconds": seconds, "mean": mean,
               "samples": results}
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=1, allow_nan=True))

@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         offload=args.offload,
         attention=args.attention,
         top_k=args.top_k,
+        retrieval=args.retrieval,
         log=lambda message: print(message, flush=True),
     )
     print(
@@ -199,6 +200,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--negative-prompt", help="negative prompt (default: Wan2.1's standard one)")
     gen.add_argument("--attention", choices=("memory", "full", "window"), help="override the DiT's attention")
     gen.add_argument("--top-k", type=int, help="memory frames retrieved per frame (default: the model's, 10)")
+    gen.add_argument(
+        "--retrieval",
+        choices=("relevance", "camera"),
+        help="how memory frames are ranked: relevance (HyDRA) or camera (the paper's camera-FOV ablation)",
+    )
     run_ = p.add_argument_group("runtime")
     run_.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     run_.add_argument("--dtype", choices=tuple(DTYPES), default="auto", help="model dtype (auto: bf16 on CUDA)")

@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass
 from functools import cache
 
-from ..config import ATTENTION_MODES, DIT_PRESETS, ConfigError
+from ..config import ATTENTION_MODES, DIT_PRESETS, RETRIEVAL_MODES, ConfigError
 
 TRAINABLE = ("auto", "hydra", "all")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -35,12 +35,15 @@ class TrainConfig:
     """Run folder: config.json, checkpoints/, train_log.jsonl, the exported model."""
     data: str | None = None
     """Folder written by `hydra-wm preprocess`, or `flatland:PRESET` (e.g. `flatland:small`): Flatland clips
-    rendered and encoded on the fly by `codecs.PixelCodec(2)` with a null text embedding, nothing on disk. None
-    only when a dataset object is passed to `train()`."""
+    rendered and encoded on the fly by `codecs.PixelCodec` (`flatland_codec_factor`) with a null text embedding,
+    nothing on disk. None only when a dataset object is passed to `train()`."""
     flatland_samples: int = 10_000
     """With `flatland:PRESET` data: number of clips (clip i is always the same clip for one seed)."""
     flatland_seed: int = 0
     """With `flatland:PRESET` data: seed of the Flatland world (which clips), apart from `seed`."""
+    flatland_codec_factor: int = 2
+    """With `flatland:PRESET` data: space-to-depth factor of the `PixelCodec` (2: 12 latent channels at half the
+    frame size; 4: 48 channels at a quarter, 4x fewer tokens per frame)."""
     init: str | None = None
     """Checkpoint to start from: the base Wan2.1 DiT (HyDRA modules initialised as the reference does) or a
     HyDRA checkpoint (e.g. the released hydra.ckpt). Exclusive with `preset`."""
@@ -49,6 +52,9 @@ class TrainConfig:
     attention: str | None = None
     """Self-attention mode to train: memory (HyDRA), full (dense baseline) or window (no memory); None keeps
     the checkpoint's or preset's."""
+    retrieval: str | None = None
+    """How `memory` attention ranks memory frames: relevance (HyDRA's learned scores) or camera (the paper's
+    camera-FOV retrieval ablation); None keeps the checkpoint's or preset's."""
     trainable: str = "auto"
     """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
     cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
@@ -132,6 +138,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if self.attention is not None and self.attention not in ATTENTION_MODES:
             raise ConfigError(f"attention: expected one of {ATTENTION_MODES}, got {self.attention!r}")
+        if self.retrieval is not None and self.retrieval not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
         if (self.init is None) == (self.preset is None):
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
         if self.preset is not None and self.preset not in DIT_PRESETS:
@@ -141,7 +149,7 @@ class TrainConfig:
                 f"data: unknown flatland preset {self.flatland!r}; known: {', '.join(sorted(flatland_presets()))}"
             )
         positive = ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints")
-        for name in positive + ("flatland_samples",):
+        for name in positive + ("flatland_samples", "flatland_codec_factor"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
         for name in ("warmup_steps", "num_workers"):

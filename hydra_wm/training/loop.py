@@ -12,6 +12,7 @@ by `parallel.py`; checkpoints and the export are `checkpoint.py`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import resource
@@ -71,7 +72,7 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     A fresh preset takes its latent channels and text width from the data; a checkpoint must match them (not
     checked when they are None).
     """
-    overrides = {"attention": config.attention} if config.attention else {}
+    overrides = {k: v for k, v in (("attention", config.attention), ("retrieval", config.retrieval)) if v}
     if config.preset is not None:
         torch.manual_seed(config.seed)
         model = HydraDiT(dit_config(config.preset, in_dim=channels, out_dim=channels, text_dim=text_dim, **overrides))
@@ -163,7 +164,13 @@ def training_dataset(config: TrainConfig):
     from ..codecs import flatland_training_dataset
 
     text_dim = dit_config(config.preset or "flatland-tiny").text_dim
-    return flatland_training_dataset(config.flatland, config.flatland_samples, config.flatland_seed, text_dim=text_dim)
+    return flatland_training_dataset(
+        config.flatland,
+        config.flatland_samples,
+        config.flatland_seed,
+        factor=config.flatland_codec_factor,
+        text_dim=text_dim,
+    )
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -242,7 +249,10 @@ def _resume(run: _Run) -> None:
     _, record = ckpt.read_checkpoint(latest)
     saved = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
     current = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    # A field added after the run started is taken at its default (what the run used without it).
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    defaults = json.loads(json.dumps(defaults))
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
     if flatland_source(record["config"].get("data")) != config.flatland:  # a folder may move, Flatland may not
         changed.append("data")
     if changed:
