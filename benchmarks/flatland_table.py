@@ -1,12 +1,13 @@
 """The README's built-in-model table: shipped Flatland models vs the baselines on held-out clips, with `hydra-wm eval`.
 
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
-        [--sampling-steps 20,1]
+        [--sampling-steps 20,1] [--camera-retrieval]
 
 1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist) on the same
    `--samples` clips of world seed `--seed` (the shipped models trained on seed 0), which also writes the clips;
    once per entry of `--sampling-steps` (the first is the model card's setting; 1 step gives the model's
    posterior-mean prediction x0 = x1 - v, which maximises PSNR for a model that cannot yet sample sharply);
+   with `--camera-retrieval`, also the memory model with the camera-FOV retrieval ablation (`--retrieval camera`);
 2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
 3. `hydra-wm eval` of every prediction folder against the clips;
 4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
@@ -37,6 +38,7 @@ COLUMNS = [
     ("identity_reentry", "identity dist. re-entry"),
 ]
 LABELS = {"memory": "HyDRA (memory)", "window": "window (no memory)", "full": "full attention",
+          "memory-camera": "HyDRA weights, camera-FOV retrieval (ablation)",
           "repeat-last": "repeat last context frame", "closest-camera": "copy closest-camera context frame"}
 
 
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/flatland-table"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sampling-steps", default="20,1", help="comma-separated sampling step counts")
+    parser.add_argument("--camera-retrieval", action="store_true",
+                        help="add a row: the memory model with the camera-FOV retrieval ablation (first step count)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out, rows, retrieval = args.out, {}, {}
@@ -61,15 +65,18 @@ def main() -> None:
         raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
     step_counts = [int(s) for s in args.sampling_steps.split(",")]
     generated = {}
-    for attention in models:
-        for steps in step_counts:
-            name = f"{attention}-{steps}"
-            run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
-                 "--out", str(out / name), "--no-video", "--steps", str(steps)])
-            generated[name] = (attention, steps)
-            report = json.loads((out / name / "metrics.json").read_text())
-            if attention == "memory":
-                retrieval[steps] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
+    runs = [(attention, steps) for attention in models for steps in step_counts]
+    if args.camera_retrieval and "memory" in models:
+        runs.append(("memory-camera", step_counts[0]))
+    for attention, steps in runs:
+        name = f"{attention}-{steps}"
+        extra = ["--retrieval", "camera"] if attention == "memory-camera" else []
+        run(["demo", "--attention", attention.removesuffix("-camera"), "--samples", str(args.samples), "--seed",
+             str(args.seed), "--out", str(out / name), "--no-video", "--steps", str(steps), *extra])
+        generated[name] = (attention, steps)
+        report = json.loads((out / name / "metrics.json").read_text())
+        if attention.startswith("memory"):
+            retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
     for kind in ("repeat-last", "closest-camera"):
         run(["baseline", kind, str(data), str(out / kind), "--quiet"])
@@ -91,10 +98,10 @@ def main() -> None:
              "|---|" + "---:|" * len(COLUMNS)]
     for name, mean in rows.items():
         lines.append(f"| {label(name)} | " + " | ".join(cell(mean.get(key)) for key, _ in COLUMNS) + " |")
-    for steps, r in retrieval.items():
+    for name, r in retrieval.items():
         lines.append("")
         lines.append(
-            f"Retrieval (memory model, {steps} sampling step(s), {args.samples} clips, every target frame, block and "
+            f"Retrieval ({label(name)}, {args.samples} clips, every target frame, block and "
             f"step): the top-1 memory frame shows >= half of the frame's view in {r['retrieval_hit']:.1%} of cases "
             f"(chance {r['retrieval_hit_chance']:.1%}); mean view overlap of the retrieved frames "
             f"{r['retrieval_overlap']:.3f} (chance {r['retrieval_overlap_chance']:.3f})."

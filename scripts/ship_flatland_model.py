@@ -63,7 +63,8 @@ def main() -> None:
     export_checkpoint(checkpoint, out, use_ema=not args.no_ema)
     steps = read_checkpoint(checkpoint)[1]["step"]
     log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
-    log = [entry for entry in log if entry["step"] <= steps]
+    # Resumed runs log some steps twice (work lost to an interruption is redone): the last record of a step wins.
+    log = sorted({entry["step"]: entry for entry in log if entry["step"] <= steps}.values(), key=lambda e: e["step"])
     seconds = sum(entry["step_seconds"] * (entry["step"] - previous["step"])
                   for previous, entry in zip([{"step": 0}, *log], log, strict=False))
     factor = config.get("flatland_codec_factor", 2)
@@ -86,7 +87,7 @@ def main() -> None:
         table = read_json(args.table / "table.json")
         card["metrics"] = table["rows"].get(f"{attention}-{args.num_steps}")
         if attention == "memory":
-            card["retrieval"] = table["retrieval"].get(str(args.num_steps))
+            card["retrieval"] = table["retrieval"].get(f"{attention}-{args.num_steps}")
     write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1))
     # regression record: one held-out clip through the whole demo path
     torch.set_num_threads(1)
