@@ -65,17 +65,16 @@ def main() -> None:
         raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
     step_counts = [int(s) for s in args.sampling_steps.split(",")]
     generated = {}
-    runs = [(attention, steps) for attention in models for steps in step_counts]
+    runs = [(attention, attention, steps, []) for attention in models for steps in step_counts]  # (row, model, ...)
     if args.camera_retrieval and "memory" in models:
-        runs.append(("memory-camera", step_counts[0]))
-    for attention, steps in runs:
-        name = f"{attention}-{steps}"
-        extra = ["--retrieval", "camera"] if attention == "memory-camera" else []
-        run(["demo", "--attention", attention.removesuffix("-camera"), "--samples", str(args.samples), "--seed",
-             str(args.seed), "--out", str(out / name), "--no-video", "--steps", str(steps), *extra])
-        generated[name] = (attention, steps)
+        runs.append(("memory-camera", "memory", step_counts[0], ["--retrieval", "camera"]))
+    for row, attention, steps, extra in runs:
+        name = f"{row}-{steps}"
+        run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
+             "--out", str(out / name), "--no-video", "--steps", str(steps), *extra])
+        generated[name] = (row, steps)
         report = json.loads((out / name / "metrics.json").read_text())
-        if attention.startswith("memory"):
+        if attention == "memory":
             retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
     for kind in ("repeat-last", "closest-camera"):

@@ -34,10 +34,11 @@ def config_from_metadata(metadata: dict[str, str], path: Path) -> dict:
         raise CheckpointError(
             f"{path}: metadata has_image_input={metadata['has_image_input']}: image-to-video DiTs are not supported"
         )
-    for key in (f.name for f in dataclasses.fields(DiTConfig)):
+    for field in dataclasses.fields(DiTConfig):
+        key = field.name
         if key not in metadata:
             continue
-        if key in ("attention", "retrieval"):  # string fields (exported by `hydra-wm train`: models load as trained)
+        if field.type == "str":  # attention, retrieval: exported by `hydra-wm train` so models load as trained
             fields[key] = metadata[key]
             continue
         try:

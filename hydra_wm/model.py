@@ -29,7 +29,7 @@ from .retrieval import (
     select_memory,
     windowed_memory_attention,
 )
-from .retrieval import camera_scores as retrieval_camera_scores
+from .retrieval import camera_scores as retrieval_camera_scores  # (the forward's local is `camera_scores`)
 
 
 def sinusoidal_embedding(timestep: Tensor, dim: int) -> Tensor:

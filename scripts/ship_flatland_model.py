@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -20,18 +19,19 @@ import torch
 
 from hydra_wm.flatland import render_clip
 from hydra_wm.io_utils import read_json, write_text_atomic
-from hydra_wm.training import TrainConfig, export_checkpoint
+from hydra_wm.training import export_checkpoint
 from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
+from hydra_wm.training.config import field_defaults
 from hydra_wm.world_model import HELD_OUT_SEED, load_flatland_model, run_clip, weights_path
 
 
 def train_command(config: dict, steps: int, ema: bool = True) -> str:
     """The command lines that reproduce a run that stopped at `steps`: `hydra-wm train` (options that differ from
     TrainConfig's defaults) with `--stop-after steps`, then `hydra-wm export`."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = field_defaults()
     parts = ["hydra-wm", "train", config["data"]]
     for key, value in config.items():
-        same = (tuple(value) if isinstance(value, list) else value) == defaults.get(key)
+        same = value == defaults.get(key)
         if key in ("data", "resume", "stop_after", "progress") or same:
             continue
         option = "--" + key.replace("_", "-")

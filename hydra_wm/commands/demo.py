@@ -19,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+from ..config import RETRIEVAL_MODES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -34,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="which shipped model: memory (HyDRA) or the window / full baselines (default memory)")
     p.add_argument("--weights", type=Path, help="a Flatland DiT file of your own (e.g. from `hydra-wm export`) "
                    "instead of the shipped one; a model card FILE.json next to it is used when present")
-    p.add_argument("--retrieval", choices=("relevance", "camera"),
+    p.add_argument("--retrieval", choices=RETRIEVAL_MODES,
                    help="how the memory model ranks memory frames: relevance (HyDRA's learned scores, the default) "
                    "or camera (the paper's camera-FOV retrieval ablation, from the cameras)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")

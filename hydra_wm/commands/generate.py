@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import RETRIEVAL_MODES
 from ..errors import InputError
 from ..io_utils import atomic_path
 
@@ -202,7 +203,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--top-k", type=int, help="memory frames retrieved per frame (default: the model's, 10)")
     gen.add_argument(
         "--retrieval",
-        choices=("relevance", "camera"),
+        choices=RETRIEVAL_MODES,
         help="how memory frames are ranked: relevance (HyDRA) or camera (the paper's camera-FOV ablation)",
     )
     run_ = p.add_argument_group("runtime")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import json
 import textwrap
 from dataclasses import dataclass
 from functools import cache
@@ -202,6 +203,11 @@ RESUMABLE_CHANGES = frozenset(
     ("data", "stop_after", "resume", "num_workers", "log_every", "tensorboard", "progress", "save_every")
     + ("keep_checkpoints", "export", "export_ema")
 )
+
+
+def field_defaults() -> dict:
+    """{field: default} of `TrainConfig` in the JSON form a run's recorded config has (tuples as lists)."""
+    return json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(TrainConfig)}))
 
 
 @cache

@@ -12,7 +12,6 @@ by `parallel.py`; checkpoints and the export are `checkpoint.py`'s.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import resource
@@ -36,7 +35,7 @@ from ..io_utils import write_text_atomic
 from ..loading import load_dit
 from ..model import HydraDiT
 from . import checkpoint as ckpt
-from .config import RESUMABLE_CHANGES, TrainConfig, flatland_source
+from .config import RESUMABLE_CHANGES, TrainConfig, field_defaults, flatland_source
 from .data import DataOrder, PreprocessedDataset, batch_to_model_inputs, make_loader
 from .parallel import (
     DistInfo,
@@ -250,8 +249,7 @@ def _resume(run: _Run) -> None:
     saved = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
     current = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
     # A field added after the run started is taken at its default (what the run used without it).
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    defaults = json.loads(json.dumps(defaults))
+    defaults = field_defaults()
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
     if flatland_source(record["config"].get("data")) != config.flatland:  # a folder may move, Flatland may not
         changed.append("data")
