@@ -146,23 +146,32 @@ def windowed_memory_attention(
     window_index = rearrange(window_frames[:, :, None] * T + tokens, "f w t -> f (w t)")  # (F, w*T)
     use_memory = retrieval is not None and k_mem is not None and v_mem is not None
     if use_memory:
-        Tm = k_mem.shape[1] // retrieval.all_scores.shape[-1]
+        Lm = k_mem.shape[1]
+        Tm = Lm // retrieval.all_scores.shape[-1]
         memory_index = retrieval.indices[..., None] * Tm + torch.arange(Tm, device=device)  # (B, F, k, Tm)
-        memory_index = rearrange(memory_index, "b f k t -> b f (k t)")
+        # Indices into the batch-flattened memory tokens (B*Lm), so that one index_select serves every batch item.
+        batch_offset = torch.arange(B, device=device)[:, None, None] * Lm
+        memory_index = rearrange(memory_index, "b f k t -> b f (k t)") + batch_offset
+        k_mem_flat, v_mem_flat = k_mem.reshape(B * Lm, N, d), v_mem.reshape(B * Lm, N, d)
         # Unused slots (fewer eligible memory frames than k) are masked out of the softmax.
         slot_ok = None if bool(retrieval.valid.all()) else retrieval.valid.repeat_interleave(Tm, dim=2)
     queries = rearrange(q, "b (f t) n d -> b f n t d", f=num_frames)  # (B, F, N, T, d)
-    out = torch.empty_like(queries)
-    batch = torch.arange(B, device=device)[:, None, None]
     step = chunk_frames if chunk_frames > 0 else num_frames
-    # Query frames go in chunks only to bound the memory of the gathered keys/values; the result is identical.
+    outputs = []
+    # Gathers use index_select, whose backward is one index_add (advanced indexing's backward is an accumulating
+    # index_put, several times slower on the CPU). Query frames go in chunks only to bound the memory of the
+    # gathered keys/values; the result is identical.
     for first in range(0, num_frames, step):
         frames = slice(first, first + step)
-        keys, values = k[batch, window_index[frames]], v[batch, window_index[frames]]  # (B, f, w*T, N, d)
+        f = window_index[frames].shape[0]
+        index = window_index[frames].reshape(-1)
+        keys = k.index_select(1, index).view(B, f, -1, N, d)  # (B, f, w*T, N, d)
+        values = v.index_select(1, index).view(B, f, -1, N, d)
         mask = None
         if use_memory:
-            keys = torch.cat([keys, k_mem[batch, memory_index[:, frames]]], dim=2)  # (B, f, Lk, N, d)
-            values = torch.cat([values, v_mem[batch, memory_index[:, frames]]], dim=2)
+            index = memory_index[:, frames].reshape(-1)
+            keys = torch.cat([keys, k_mem_flat.index_select(0, index).view(B, f, -1, N, d)], dim=2)  # (B, f, Lk, N, d)
+            values = torch.cat([values, v_mem_flat.index_select(0, index).view(B, f, -1, N, d)], dim=2)
             if slot_ok is not None:
                 window_ok = slot_ok.new_ones(*slot_ok[:, frames].shape[:2], window * T)
                 mask = rearrange(torch.cat([window_ok, slot_ok[:, frames]], dim=2), "b f l -> (b f) 1 1 l")
@@ -172,5 +181,5 @@ def windowed_memory_attention(
             rearrange(values, "b f l n d -> (b f) n l d"),
             mask,
         )  # (B*f, N, T, d)
-        out[:, frames] = rearrange(chunk_out, "(b f) n t d -> b f n t d", b=B)
-    return rearrange(out, "b f n t d -> b (f t) n d")
+        outputs.append(rearrange(chunk_out, "(b f) n t d -> b f t n d", b=B))
+    return rearrange(torch.cat(outputs, dim=1), "b f t n d -> b (f t) n d")

@@ -224,6 +224,20 @@ def test_dataset_items_collate_and_match_the_renderer():
         FlatlandDataset(flatland_config("small"), 2, latent_stride=4)  # 20 frames are not 4k+1
 
 
+def test_camera_step_px_keeps_every_view_token_aligned():
+    aligned, free = flatland_config("small-aligned"), flatland_config("small")
+    P = aligned.panorama_width
+    assert aligned.camera_step_px == 4 and P % 4 == 0
+    moved_off_grid = False
+    for index in range(6):
+        yaw_px = np.round(render_clip(aligned, 0, index).yaw_deg * P / 360.0).astype(np.int64)
+        assert ((yaw_px - yaw_px[0]) % 4 == 0).all(), f"clip {index}: a view is not a whole token away from another"
+        assert len(np.unique(yaw_px)) > 3, "the camera still moves"
+        free_px = np.round(render_clip(free, 0, index).yaw_deg * P / 360.0).astype(np.int64)
+        moved_off_grid |= bool(((free_px - free_px[0]) % 4 != 0).any())
+    assert moved_off_grid, "with step 1 the camera moves by single pixels"
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -232,6 +246,8 @@ def test_dataset_items_collate_and_match_the_renderer():
         ({"sweep_frames": (2, 30)}, "sweep_frames"),
         ({"height": 8}, "height"),
         ({"out_of_view_frames": (40, 50)}, "out_of_view_frames"),
+        ({"camera_step_px": 0}, "camera_step_px"),
+        ({"camera_step_px": 7}, "camera_step_px: 7 does not divide"),
     ],
 )
 def test_config_validation(overrides, message):

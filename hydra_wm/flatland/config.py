@@ -50,6 +50,11 @@ class FlatlandConfig:
     """Subjects per clip."""
     pan_range_deg: tuple[float, float] = (90.0, 150.0)
     """Peak-to-peak amplitude of the camera's back-and-forth yaw pan."""
+    camera_step_px: int = 1
+    """The camera's yaw is a whole multiple of this many panorama pixels. 1: any pixel. Set to the model's token
+    size in pixels (4 for `flatland-tiny` on `PixelCodec(2)`: 2x2 codec x 2x2 patch) and every view is a
+    token-aligned window of the panorama, so a revisited view is the same tokens as before, not a sub-token
+    shift of them that a tiny model must learn to resample."""
     sweep_frames: tuple[int, int] | None = None
     """Frames per half sweep (one end to the other); None: between half and all of the context length.
     Must fit inside the context so that the context sees every view the target will show."""
@@ -67,7 +72,7 @@ class FlatlandConfig:
     """Trajectory draws tried per clip before giving up on the event constraints."""
 
     def __post_init__(self) -> None:
-        for name in ("height", "width", "context_frames", "target_frames", "fps", "max_attempts"):
+        for name in ("height", "width", "context_frames", "target_frames", "fps", "max_attempts", "camera_step_px"):
             if int(getattr(self, name)) < 1:
                 raise InputError(
                     f"flatland config {name}: expected a positive integer, got {getattr(self, name)!r}"
@@ -83,6 +88,11 @@ class FlatlandConfig:
             )
         if not 10.0 <= self.fov_deg <= 180.0:
             raise InputError(f"flatland config fov_deg: expected 10..180 degrees, got {self.fov_deg}")
+        if self.panorama_width % self.camera_step_px:
+            raise InputError(
+                f"flatland config camera_step_px: {self.camera_step_px} does not divide the panorama width "
+                f"{self.panorama_width} (width * 360 / fov_deg), so views would not stay aligned across the wrap"
+            )
         self.num_subjects = _range(self.num_subjects, "num_subjects", int, 1, 3)
         self.pan_range_deg = _range(self.pan_range_deg, "pan_range_deg", float, 0.0, 360.0 - self.fov_deg)
         if self.sweep_frames is not None:
@@ -131,6 +141,11 @@ FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
     # The issue-8 probe's size: 32x32, 20+20 frames for a codec without temporal compression.
     "small": FlatlandConfig(
         height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24)
+    ),
+    # `small` with the camera moving in whole 4-px steps, one token of `flatland-tiny` on `PixelCodec(2)`: the
+    # built-in models' world (a revisited view is exactly the tokens seen before; see `camera_step_px`).
+    "small-aligned": FlatlandConfig(
+        height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24), camera_step_px=4
     ),
     # What unit tests use: tiny and quick.
     "debug": FlatlandConfig(

@@ -120,7 +120,8 @@ def _sample_camera(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarr
     t = np.arange(config.total_frames)
     centre = rng.uniform(0, P)
     yaw = centre + direction * amplitude * np.cos(np.pi * (t - start) / half_period)
-    return np.round(yaw).astype(np.int64) % P
+    step = config.camera_step_px
+    return (np.round(yaw / step) * step).astype(np.int64) % P
 
 
 def _sample_subject(
