@@ -163,15 +163,15 @@ def windowed_memory_attention(
     # gathered keys/values; the result is identical.
     for first in range(0, num_frames, step):
         frames = slice(first, first + step)
-        f = window_index[frames].shape[0]
-        index = window_index[frames].reshape(-1)
-        keys = k.index_select(1, index).view(B, f, -1, N, d)  # (B, f, w*T, N, d)
-        values = v.index_select(1, index).view(B, f, -1, N, d)
+        chunk_window = window_index[frames]  # (f, w*T)
+        f = chunk_window.shape[0]
+        keys = k.index_select(1, chunk_window.flatten()).view(B, f, -1, N, d)  # (B, f, w*T, N, d)
+        values = v.index_select(1, chunk_window.flatten()).view(B, f, -1, N, d)
         mask = None
         if use_memory:
-            index = memory_index[:, frames].reshape(-1)
-            keys = torch.cat([keys, k_mem_flat.index_select(0, index).view(B, f, -1, N, d)], dim=2)  # (B, f, Lk, N, d)
-            values = torch.cat([values, v_mem_flat.index_select(0, index).view(B, f, -1, N, d)], dim=2)
+            chunk_memory = memory_index[:, frames].flatten()  # keys/values below: (B, f, Lk, N, d)
+            keys = torch.cat([keys, k_mem_flat.index_select(0, chunk_memory).view(B, f, -1, N, d)], dim=2)
+            values = torch.cat([values, v_mem_flat.index_select(0, chunk_memory).view(B, f, -1, N, d)], dim=2)
             if slot_ok is not None:
                 window_ok = slot_ok.new_ones(*slot_ok[:, frames].shape[:2], window * T)
                 mask = rearrange(torch.cat([window_ok, slot_ok[:, frames]], dim=2), "b f l -> (b f) 1 1 l")
