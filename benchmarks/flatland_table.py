@@ -3,7 +3,8 @@
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
         [--sampling-steps 20,1] [--camera-retrieval]
 
-1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist) on the same
+1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist and were trained on
+   the memory model's Flatland preset; the others are named under the table) on the same
    `--samples` clips of world seed `--seed` (the shipped models trained on seed 0), which also writes the clips;
    once per entry of `--sampling-steps` (the first is the model card's setting; 1 step gives the model's
    posterior-mean prediction x0 = x1 - v, which maximises PSNR for a model that cannot yet sample sharply);
@@ -25,7 +26,7 @@ import torch
 
 from hydra_wm.cli import main as cli
 from hydra_wm.io_utils import write_text_atomic
-from hydra_wm.world_model import available_attentions
+from hydra_wm.world_model import ModelCard, available_attentions, weights_path
 
 COLUMNS = [
     ("psnr", "PSNR"),
@@ -63,6 +64,12 @@ def main() -> None:
     models = available_attentions()
     if not models:
         raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
+    # One table, one world: models trained on another Flatland preset than the memory model's are left out
+    # (their clips would differ), and said so.
+    worlds = {attention: ModelCard.for_weights(weights_path(attention)).flatland_preset for attention in models}
+    world = worlds.get("memory", worlds[models[0]])
+    elsewhere = [f"{LABELS[a]} (trained on world `{worlds[a]}`)" for a in models if worlds[a] != world]
+    models = [a for a in models if worlds[a] == world]
     step_counts = [int(s) for s in args.sampling_steps.split(",")]
     generated = {}
     runs = [(attention, attention, steps, []) for attention in models for steps in step_counts]  # (row, model, ...)
@@ -103,8 +110,12 @@ def main() -> None:
             f"Retrieval ({label(name)}, {args.samples} clips, every target frame, block and "
             f"step): the top-1 memory frame shows >= half of the frame's view in {r['retrieval_hit']:.1%} of cases "
             f"(chance {r['retrieval_hit_chance']:.1%}); mean view overlap of the retrieved frames "
-            f"{r['retrieval_overlap']:.3f} (chance {r['retrieval_overlap_chance']:.3f})."
+            f"{r['retrieval_overlap']:.3f} (chance {r['retrieval_overlap_chance']:.3f}); it shows nearly the same view "
+            f"(overlap >= 0.9) in {r['retrieval_same_view']:.1%} (chance {r['retrieval_same_view_chance']:.1%})."
         )
+    lines += ["", f"World: Flatland `{world}`, {args.samples} clips of world seed {args.seed}."]
+    if elsewhere:
+        lines.append("Not in this table (another world): " + "; ".join(elsewhere) + ".")
     table = "\n".join(lines)
     print(table)
     write_text_atomic(out / "table.md", table + "\n")

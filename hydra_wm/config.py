@@ -9,6 +9,7 @@ from .errors import HydraError
 
 ATTENTION_MODES = ("memory", "full", "window")
 RETRIEVAL_MODES = ("relevance", "camera")
+PREDICTIONS = ("velocity", "sample")
 
 
 class ConfigError(HydraError, ValueError):
@@ -84,6 +85,13 @@ class DiTConfig:
     (0: all frames in one call). The result does not depend on it."""
     camera_dim: int = 12
     """Length of one relative camera vector (top 3x4 of the pose, row-major)."""
+    prediction: str = "velocity"
+    """What the head outputs. `velocity`: the flow-matching velocity noise - x0 (Wan2.1, the reference).
+    `sample`: the clean latents x0, turned into the velocity (x_t - x0) / max(sigma, `SAMPLE_SIGMA_MIN`) inside
+    `forward`, so training (velocity loss) and sampling are unchanged ("x-prediction with a v-loss", Li & He 2025,
+    "Back to Basics: Let Denoising Generative Models Denoise"). A deliberate deviation for tiny models: a small
+    head cannot pass the noise through exactly, and with `velocity` what it misses stays in the samples as
+    grain; with `sample` its errors are smooth."""
 
     def __post_init__(self) -> None:
         self.patch_size = _triple(self.patch_size, "patch_size")
@@ -103,6 +111,8 @@ class DiTConfig:
             raise ConfigError(f"attention_chunk_frames: expected >= 0, got {self.attention_chunk_frames}")
         if self.retrieval not in RETRIEVAL_MODES:
             raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
         if self.top_k < 0:
             raise ConfigError(f"top_k: expected >= 0, got {self.top_k}")
         rope_split(self.head_dim)

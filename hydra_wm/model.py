@@ -31,6 +31,12 @@ from .retrieval import (
 )
 from .retrieval import camera_scores as retrieval_camera_scores  # (the forward's local is `camera_scores`)
 
+TIMESTEP_SCALE = 1000.0
+"""The DiT's timestep is 1000 * sigma (Wan2.1's convention, `flow.FlowMatchSchedule.num_train_timesteps`)."""
+SAMPLE_SIGMA_MIN = 0.05
+"""`prediction="sample"`: the velocity divides by max(sigma, this), bounding the loss weight at low noise (the
+value of Li & He's JiT)."""
+
 
 def sinusoidal_embedding(timestep: Tensor, dim: int) -> Tensor:
     """(B,) -> (B, dim) float64: cosine half first, then sine; frequencies 10000^(-i/(dim/2)).
@@ -417,4 +423,7 @@ class HydraDiT(nn.Module):
         out = rearrange(
             x, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=frames, h=rows, w=cols, pt=pt, ph=ph, pw=pw
         )  # (B, C, F, H, W)
+        if cfg.prediction == "sample":  # x0 -> velocity (x_t - x0) / sigma, in float32
+            sigma = (timestep.float() / TIMESTEP_SCALE).clamp(min=SAMPLE_SIGMA_MIN).reshape(-1, 1, 1, 1, 1)
+            out = ((latents.float() - out.float()) / sigma).to(out.dtype)
         return (out, retrievals) if return_retrieval else out

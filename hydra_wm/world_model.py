@@ -46,6 +46,7 @@ ATTENTIONS = ("memory", "window", "full")
 HELD_OUT_SEED = 1000
 """Default Flatland world seed of the demo's clips; the shipped models trained on seed 0 (`--flatland-seed`)."""
 HIT_OVERLAP = 0.5
+SAME_VIEW_OVERLAP = 0.9
 """A retrieved memory frame is a hit when its frames show at least this fraction of the query frame's view."""
 
 
@@ -204,7 +205,10 @@ def retrieval_scores(record: RetrievalRecord, overlap: np.ndarray, window: int) 
     * ``retrieval_overlap``: mean overlap of the retrieved memory frames; ``retrieval_overlap_chance``: of all
       eligible memory frames (what a random choice of k would get on average);
     * ``retrieval_hit``: fraction of top-1 choices with overlap >= `HIT_OVERLAP`; ``retrieval_hit_chance``: the
-      fraction of eligible memory frames with that overlap (a random top-1's hit rate).
+      fraction of eligible memory frames with that overlap (a random top-1's hit rate);
+    * ``retrieval_same_view`` / ``retrieval_same_view_chance``: the same with overlap >= `SAME_VIEW_OVERLAP`
+      (the top-1 memory frame shows nearly the query's view: on the `glance` camera, the same heading, where a
+      half-overlapping neighbour heading already counts as a hit).
     """
     total, kt, Fm = overlap.shape[0], record.frames_per_memory, record.num_memory_frames
     Fc = record.num_context_frames
@@ -220,12 +224,19 @@ def retrieval_scores(record: RetrievalRecord, overlap: np.ndarray, window: int) 
     per_query = query_eligible.sum(axis=1)
     chance_overlap = (query_overlap * query_eligible).sum(axis=1) / per_query
     chance_hit = ((query_overlap >= HIT_OVERLAP) & query_eligible).sum(axis=1) / per_query
+    chance_same = ((query_overlap >= SAME_VIEW_OVERLAP) & query_eligible).sum(axis=1) / per_query
     top1_valid = valid[..., 0]
+
+    def top1_rate(threshold: float) -> float:
+        return float((got[..., 0] >= threshold)[top1_valid].mean()) if top1_valid.any() else math.nan
+
     return {
         "retrieval_overlap": float(got[valid].mean()) if valid.any() else math.nan,
         "retrieval_overlap_chance": float(chance_overlap.mean()),
-        "retrieval_hit": float((got[..., 0] >= HIT_OVERLAP)[top1_valid].mean()) if top1_valid.any() else math.nan,
+        "retrieval_hit": top1_rate(HIT_OVERLAP),
         "retrieval_hit_chance": float(chance_hit.mean()),
+        "retrieval_same_view": top1_rate(SAME_VIEW_OVERLAP),
+        "retrieval_same_view_chance": float(chance_same.mean()),
     }
 
 

@@ -116,6 +116,20 @@ def test_modes_change_the_computation():
     assert not torch.allclose(out["full"], out["window"], atol=1e-4)
 
 
+@pytest.mark.parametrize("timestep, sigma", [(500.0, 0.5), (1000.0, 1.0), (10.0, 0.05)])
+def test_sample_prediction_turns_the_heads_x0_into_the_velocity(timestep, sigma):
+    model = random_model()
+    x = inputs(frames=6) | {"timestep": torch.tensor([timestep])}
+    x0 = run(model, x)  # the same weights' head output, read as x0
+    v = run(with_config(model, prediction="sample"), x)
+    torch.testing.assert_close(v, (x["latents"] - x0) / sigma)  # sigma clamped at SAMPLE_SIGMA_MIN = 0.05
+    # one Euler step to sigma 0 from the velocity lands on the predicted x0 (at sigma >= the clamp)
+    if sigma > 0.05:
+        torch.testing.assert_close(x["latents"] - sigma * v, x0, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="prediction"):
+        dit_config("debug", prediction="noise")
+
+
 def test_memory_with_top_k_zero_equals_window():
     model = random_model()
     x = inputs(frames=12)

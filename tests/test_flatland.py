@@ -238,9 +238,43 @@ def test_camera_step_px_keeps_every_view_token_aligned():
     assert moved_off_grid, "with step 1 the camera moves by single pixels"
 
 
+def test_glance_camera_holds_headings_the_context_saw_and_revisits_them_pixel_for_pixel():
+    config = flatland_config("small-glance")
+    P, Tc, step = config.panorama_width, config.context_frames, config.camera_step_px
+    spacing = round(config.glance_spacing_deg * P / 360.0)
+    revisits = 0
+    for index in range(8):
+        clip = render_clip(config, 3, index)
+        yaw_px = np.round(clip.yaw_deg * P / 360.0).astype(np.int64)
+        offset = (yaw_px - yaw_px[0] + P // 2) % P - P // 2  # unwrapped, relative to frame 0
+        held = offset[1:][offset[1:] == offset[:-1]]  # frames where the camera did not move
+        headings = np.unique(held)
+        assert ((offset % step) == 0).all(), f"clip {index}: a view is off the token grid"
+        assert len(headings) >= 2 and (np.diff(headings) % spacing == 0).all(), f"clip {index}: {headings}"
+        assert np.isin(headings, offset[:Tc]).all(), f"clip {index}: the target holds a heading the context never held"
+        # Runs of equal yaw are holds (or one turn frame); a run inside the clip lasts at most glance_dwell_frames.
+        changes = np.flatnonzero(np.diff(offset)) + 1
+        runs = np.diff(np.concatenate([[0], changes, [len(offset)]]))
+        assert runs.max() <= config.glance_dwell_frames[1]
+        # The target never shows the last context view again: that is what a local window would copy.
+        assert not (offset[Tc:] == offset[Tc - 1]).any(), f"clip {index}: the target returns to the last context view"
+        # A target frame at a heading the context held shows the same background, pixel for pixel.
+        background = clip.labels == 0
+        for t in range(Tc, clip.frames.shape[0]):
+            for c in np.flatnonzero(offset[:Tc] == offset[t]):
+                both = background[t] & background[c]
+                assert np.array_equal(clip.frames[t][both], clip.frames[c][both])
+                revisits += 1
+    assert revisits > 50
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
+        ({"camera_motion": "orbit"}, "camera_motion"),
+        ({"glance_spacing_deg": 120.0}, "glance_spacing_deg"),
+        ({"glance_dwell_frames": (0, 2)}, "glance_dwell_frames"),
+        ({"camera_motion": "glance", "pan_range_deg": (60.0, 90.0)}, "glance camera needs >= 3 headings"),
         ({"num_subjects": (1, 5)}, "num_subjects"),
         ({"scene_styles": ("moon",)}, "scene_styles"),
         ({"sweep_frames": (2, 30)}, "sweep_frames"),

@@ -59,6 +59,12 @@ def test_retrieval_scores_count_hits_against_the_true_view_overlap():
     # eligible (not in a 1-frame window = not itself): frame 2 -> {0, 1, 3}, frame 3 -> {0, 1, 2}
     assert scores["retrieval_overlap_chance"] == pytest.approx(((0.1 + 0.2 + 0.6) / 3 + (0.0 + 0.0 + 0.6) / 3) / 2)
     assert scores["retrieval_hit_chance"] == pytest.approx((1 / 3 + 1 / 3) / 2)
+    # same view (overlap >= 0.9): neither pick (0.6, 0.0); no eligible frame reaches 0.9 for either query
+    assert scores["retrieval_same_view"] == 0.0 and scores["retrieval_same_view_chance"] == 0.0
+    overlap[2, 3] = overlap[3, 2] = 0.95  # frames 2 and 3 now show nearly the same view
+    scores = world_model.retrieval_scores(record, overlap, window=1)
+    assert scores["retrieval_same_view"] == pytest.approx(0.5)  # frame 2's pick (3) is, frame 3's (0) is not
+    assert scores["retrieval_same_view_chance"] == pytest.approx((1 / 3 + 1 / 3) / 2)
 
 
 def _train_args(out, *extra):
@@ -69,7 +75,8 @@ def _train_args(out, *extra):
 
 def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(_train_args(run, "--steps", "6", "--stop-after", "2", "--ema-decay", "0.5", "--lr", "1e-3")) == 0
+    assert main(_train_args(run, "--steps", "6", "--stop-after", "2", "--ema-decay", "0.5", "--lr", "1e-3",
+                            "--prediction", "sample")) == 0  # fmt: skip
     assert not (run / "hydra.safetensors").exists()  # stopped early: no export at the end
     tensors, record = read_checkpoint(latest_checkpoint(run))
     assert record["step"] == 2
@@ -80,7 +87,7 @@ def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_
     assert torch.equal(ema[name], tensors[f"ema.{name}"]) and torch.equal(raw[name], tensors[f"model.{name}"])
     assert not torch.equal(ema[name], raw[name])
     model = load_dit(tmp_path / "ema.safetensors")
-    assert model.cfg.attention == "memory" and model.cfg.in_dim == 12
+    assert model.cfg.attention == "memory" and model.cfg.in_dim == 12 and model.cfg.prediction == "sample"
     capsys.readouterr()
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), "--out", str(tmp_path / "x.safetensors")]) == 2
@@ -117,7 +124,8 @@ def test_demo_writes_videos_heat_maps_and_metrics_that_eval_recomputes(tmp_path,
     report = json.loads((out / "metrics.json").read_text())
     assert report["attention"] == "memory" and report["seed"] == 5 and len(report["samples"]) == 2
     mean = report["mean"]
-    for key in ("retrieval_hit", "retrieval_hit_chance", "retrieval_overlap", "retrieval_overlap_chance"):
+    for key in ("retrieval_hit", "retrieval_hit_chance", "retrieval_overlap", "retrieval_overlap_chance",
+                "retrieval_same_view", "retrieval_same_view_chance"):
         assert 0.0 <= mean[key] <= 1.0
     assert math.isfinite(mean["psnr"]) and math.isfinite(mean["background_psnr_revisit"])
     # the same numbers from the written files (mp4 RGB<->YUV rounding aside)

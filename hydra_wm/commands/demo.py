@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                 f"after re-entry {_fmt(s['psnr_reentry'])}  background revisited {_fmt(s['background_psnr_revisit'])}"
                 f"  presence {_fmt(s['presence_reentry'])}  position error {_fmt(s['position_error_reentry'], 1)} px")
         if "retrieval_hit" in s:
-            text += f"  retrieval hit {_fmt(s['retrieval_hit'])} (chance {_fmt(s['retrieval_hit_chance'])})"
+            text += (f"  retrieval hit {_fmt(s['retrieval_hit'])} (chance {_fmt(s['retrieval_hit_chance'])}),"
+                     f" same view {_fmt(s['retrieval_same_view'])} (chance {_fmt(s['retrieval_same_view_chance'])})")
         return text
 
     for name, scores in results.items():

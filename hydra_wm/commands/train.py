@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..config import ATTENTION_MODES, DIT_PRESETS, RETRIEVAL_MODES
+from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES
 from ..training import config as train_config
 
 _CHOICES = {
     "attention": ATTENTION_MODES,
     "retrieval": RETRIEVAL_MODES,
+    "prediction": PREDICTIONS,
     "preset": tuple(sorted(DIT_PRESETS)),
     "trainable": train_config.TRAINABLE,
     "precision": train_config.PRECISIONS,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 SCENE_STYLES = ("meadow", "desert", "city", "snow", "dusk")
+CAMERA_MOTIONS = ("pan", "glance")
 
 
 def _range(value, name: str, cast=float, minimum=None, maximum=None) -> tuple:
@@ -55,6 +56,22 @@ class FlatlandConfig:
     size in pixels (4 for `flatland-tiny` on `PixelCodec(2)`: 2x2 codec x 2x2 patch) and every view is a
     token-aligned window of the panorama, so a revisited view is the same tokens as before, not a sub-token
     shift of them that a tiny model must learn to resample."""
+    camera_motion: str = "pan"
+    """How the camera turns. `pan`: a smooth back-and-forth cosine sweep (one whole sweep inside the context).
+    `glance`: it holds still at one of a few headings `glance_spacing_deg` apart inside the pan range, then
+    turns quickly to another (a person looking around); the context visits every heading, so a view the target
+    returns to is, pixel for pixel, one the context held earlier, at the same place in the frame."""
+    glance_spacing_deg: float = 45.0
+    """`glance`: degrees between neighbouring headings (at most the field of view, so neighbours overlap)."""
+    glance_dwell_frames: tuple[int, int] = (2, 5)
+    """`glance`: frames the camera holds a heading."""
+    glance_turn_frames: tuple[int, int] = (0, 1)
+    """`glance`: in-between frames of a turn (0: the view jumps to the next heading)."""
+    glance_target_avoids_last: bool = True
+    """`glance`: the target turns away from the last context frame's heading at once and never holds it, so no
+    target view is the last context view again: its views are ones the context held before its end, which a
+    local window cannot supply (and "repeat the last context frame" is never an exact copy, as it would be for
+    every frame the camera spent back there, inflating that baseline's per-frame PSNR)."""
     sweep_frames: tuple[int, int] | None = None
     """Frames per half sweep (one end to the other); None: between half and all of the context length.
     Must fit inside the context so that the context sees every view the target will show."""
@@ -93,8 +110,27 @@ class FlatlandConfig:
                 f"flatland config camera_step_px: {self.camera_step_px} does not divide the panorama width "
                 f"{self.panorama_width} (width * 360 / fov_deg), so views would not stay aligned across the wrap"
             )
+        if self.camera_motion not in CAMERA_MOTIONS:
+            raise InputError(
+                f"flatland config camera_motion: expected one of {CAMERA_MOTIONS}, got {self.camera_motion!r}"
+            )
+        if not 0.0 < self.glance_spacing_deg <= self.fov_deg:
+            raise InputError(
+                f"flatland config glance_spacing_deg: expected 0 < spacing <= fov_deg {self.fov_deg}, "
+                f"got {self.glance_spacing_deg}"
+            )
+        self.glance_dwell_frames = _range(self.glance_dwell_frames, "glance_dwell_frames", int, 1)
+        self.glance_turn_frames = _range(self.glance_turn_frames, "glance_turn_frames", int, 0)
         self.num_subjects = _range(self.num_subjects, "num_subjects", int, 1, 3)
         self.pan_range_deg = _range(self.pan_range_deg, "pan_range_deg", float, 0.0, 360.0 - self.fov_deg)
+        if self.camera_motion == "glance":
+            headings = 3 if self.glance_target_avoids_last else 2  # the target alternates between >= 2 of them
+            if self.pan_range_deg[0] < (headings - 1) * self.glance_spacing_deg:
+                raise InputError(
+                    f"flatland config pan_range_deg: the glance camera needs >= {headings} headings "
+                    f"{self.glance_spacing_deg} degrees apart, so a range >= {(headings - 1) * self.glance_spacing_deg}"
+                    f" degrees; got {self.pan_range_deg[0]}"
+                )
         if self.sweep_frames is not None:
             self.sweep_frames = _range(self.sweep_frames, "sweep_frames", int, 2, self.context_frames - 1)
         self.out_of_view_frames = _range(self.out_of_view_frames, "out_of_view_frames", int, 1)
@@ -147,6 +183,19 @@ FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
     # fine-tuning them on this world did not help (MODEL_CARD.md, "Recipe notes").
     "small-aligned": FlatlandConfig(
         height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24), camera_step_px=4
+    ),
+    # `small` with the `glance` camera: it holds one of 3-4 headings 45 degrees (16 px, 4 tokens of `flatland-tiny`)
+    # apart and turns between them in at most one in-between frame, every heading token-aligned. Returning to a
+    # heading shows the same tokens at the same screen positions, so copying from memory needs no camera-dependent
+    # shift, only finding the frames with the same camera (see MODEL_CARD.md, "Recipe notes").
+    "small-glance": FlatlandConfig(
+        height=32,
+        width=32,
+        context_frames=20,
+        target_frames=20,
+        out_of_view_frames=(6, 24),
+        camera_step_px=4,
+        camera_motion="glance",
     ),
     # What unit tests use: tiny and quick.
     "debug": FlatlandConfig(

@@ -9,6 +9,10 @@ Camera path: a cosine pan ``yaw(t) = centre + dir * A * cos(pi * (t - t0) / S)``
 half period ``S`` are chosen so that one whole sweep (one end of the range to the other) lies inside the
 context. So every view the target shows was already seen in the context, and the target's views are, by its
 end, ones the context saw many frames earlier: a local window cannot supply them, memory must.
+With ``camera_motion="glance"`` the camera instead holds one of a few token-aligned headings, turns quickly to
+another, holds, ...; the context holds every heading, and the target turns away from the last context heading at
+once and never returns to it. A target view is then, pixel for pixel, a view the context held before its end, at
+the same place in the frame: copying it needs the frames with the same camera, not a camera-dependent shift.
 
 Subjects walk along the ground at their own speed (turning around at most once), independent of the camera.
 A clip is kept only if (a) every subject is seen whole in at least two context frames, so its appearance is
@@ -111,6 +115,8 @@ class FlatlandClip:
 
 def _sample_camera(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarray:
     """``[T]`` int panorama column under the view centre (the camera yaw in panorama pixels)."""
+    if config.camera_motion == "glance":
+        return _sample_glance(config, rng)
     P, Tc = config.panorama_width, config.context_frames
     amplitude = rng.uniform(*config.pan_range_deg) / 2.0 * P / 360.0
     half_lo, half_hi = config.half_sweep_range()
@@ -122,6 +128,45 @@ def _sample_camera(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarr
     yaw = centre + direction * amplitude * np.cos(np.pi * (t - start) / half_period)
     step = config.camera_step_px
     return (np.round(yaw / step) * step).astype(np.int64) % P
+
+
+def _sample_glance(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarray:
+    """The `glance` camera: hold a heading, turn to another, hold...; the context holds every heading."""
+    P, T, Tc = config.panorama_width, config.total_frames, config.context_frames
+    step = config.camera_step_px
+    spacing = max(round(config.glance_spacing_deg * P / 360.0 / step), 1) * step
+    count = int(rng.uniform(*config.pan_range_deg) // config.glance_spacing_deg) + 1
+    centre = int(rng.integers(0, P // step)) * step
+    headings = centre + (np.arange(count) - (count - 1) // 2) * spacing
+    dwell, turns = config.glance_dwell_frames, config.glance_turn_frames
+    for _ in range(config.max_attempts):
+        yaw, held, current, avoid = [], set(), int(rng.integers(count)), None
+        while len(yaw) < T:
+            hold = int(rng.integers(dwell[0], dwell[1] + 1))
+            if len(yaw) < Tc:
+                held.add(current)
+                if len(yaw) + hold >= Tc and config.glance_target_avoids_last:
+                    hold, avoid = Tc - len(yaw), current  # the target turns away at once ...
+            yaw += [float(headings[current])] * hold
+            # ... and never comes back to the last context heading
+            following = int(rng.choice([i for i in range(count) if i not in (current, avoid)]))
+            a, b = headings[current], headings[following]
+            turn = int(rng.integers(turns[0], turns[1] + 1))
+            if config.glance_target_avoids_last and len(yaw) < Tc <= len(yaw) + turn:
+                turn = 0  # the context ends on a held heading, not inside a turn
+            between = [a + (b - a) * (j + 1) / (turn + 1) for j in range(turn)]
+            if avoid is not None:  # a turn across the avoided heading skips that frame
+                between = [y for y in between if abs(y - headings[avoid]) >= step / 2]
+            yaw += between
+            current = following
+        if len(held) == count:
+            break
+    else:
+        raise InputError(
+            f"flatland: the glance camera did not hold all {count} headings within the {Tc} context frames in "
+            f"{config.max_attempts} draws; lengthen context_frames or shorten glance_dwell_frames"
+        )
+    return (np.round(np.asarray(yaw[:T]) / step) * step).astype(np.int64) % P
 
 
 def _sample_subject(

@@ -16,7 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from functools import cache
 
-from ..config import ATTENTION_MODES, DIT_PRESETS, RETRIEVAL_MODES, ConfigError
+from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, ConfigError
 
 TRAINABLE = ("auto", "hydra", "all")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -56,6 +56,9 @@ class TrainConfig:
     retrieval: str | None = None
     """How `memory` attention ranks memory frames: relevance (HyDRA's learned scores) or camera (the paper's
     camera-FOV retrieval ablation); None keeps the checkpoint's or preset's."""
+    prediction: str | None = None
+    """What a fresh preset's head predicts: velocity (Wan2.1) or sample (x0, turned into the velocity inside the
+    model: see `DiTConfig.prediction`); None keeps the checkpoint's or preset's."""
     trainable: str = "auto"
     """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
     cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
@@ -139,6 +142,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if self.attention is not None and self.attention not in ATTENTION_MODES:
             raise ConfigError(f"attention: expected one of {ATTENTION_MODES}, got {self.attention!r}")
+        if self.prediction is not None and self.prediction not in PREDICTIONS:
+            raise ConfigError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
         if self.retrieval is not None and self.retrieval not in RETRIEVAL_MODES:
             raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
         if (self.init is None) == (self.preset is None):

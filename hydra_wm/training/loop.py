@@ -71,7 +71,7 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     A fresh preset takes its latent channels and text width from the data; a checkpoint must match them (not
     checked when they are None).
     """
-    overrides = {k: v for k, v in (("attention", config.attention), ("retrieval", config.retrieval)) if v}
+    overrides = {k: getattr(config, k) for k in ("attention", "retrieval", "prediction") if getattr(config, k)}
     if config.preset is not None:
         torch.manual_seed(config.seed)
         model = HydraDiT(dit_config(config.preset, in_dim=channels, out_dim=channels, text_dim=text_dim, **overrides))
