@@ -179,8 +179,8 @@ FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
         height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24)
     ),
     # `small` with the camera moving in whole 4-px steps, one token of `flatland-tiny` on `PixelCodec(2)`, so a
-    # revisited view is exactly the tokens seen before (see `camera_step_px`). The shipped models use `small`:
-    # fine-tuning them on this world did not help (MODEL_CARD.md, "Recipe notes").
+    # revisited view is exactly the tokens seen before (see `camera_step_px`). Fine-tuning the pan-world models on it
+    # did not help (MODEL_CARD.md, "Recipe notes").
     "small-aligned": FlatlandConfig(
         height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24), camera_step_px=4
     ),
