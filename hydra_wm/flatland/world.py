@@ -126,8 +126,13 @@ def _sample_camera(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarr
     t = np.arange(config.total_frames)
     centre = rng.uniform(0, P)
     yaw = centre + direction * amplitude * np.cos(np.pi * (t - start) / half_period)
+    return _on_camera_grid(yaw, config)
+
+
+def _on_camera_grid(yaw: np.ndarray, config: FlatlandConfig) -> np.ndarray:
+    """Yaw in panorama pixels -> ``[T]`` int columns, rounded to whole `camera_step_px` and wrapped."""
     step = config.camera_step_px
-    return (np.round(yaw / step) * step).astype(np.int64) % P
+    return (np.round(np.asarray(yaw) / step) * step).astype(np.int64) % config.panorama_width
 
 
 def _sample_glance(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarray:
@@ -166,7 +171,7 @@ def _sample_glance(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarr
             f"flatland: the glance camera did not hold all {count} headings within the {Tc} context frames in "
             f"{config.max_attempts} draws; lengthen context_frames or shorten glance_dwell_frames"
         )
-    return (np.round(np.asarray(yaw[:T]) / step) * step).astype(np.int64) % P
+    return _on_camera_grid(yaw[:T], config)
 
 
 def _sample_subject(

@@ -140,12 +140,11 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
-        if self.attention is not None and self.attention not in ATTENTION_MODES:
-            raise ConfigError(f"attention: expected one of {ATTENTION_MODES}, got {self.attention!r}")
-        if self.prediction is not None and self.prediction not in PREDICTIONS:
-            raise ConfigError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
-        if self.retrieval is not None and self.retrieval not in RETRIEVAL_MODES:
-            raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
+        # DiT overrides: None keeps the checkpoint's or preset's value
+        overrides = {"attention": ATTENTION_MODES, "retrieval": RETRIEVAL_MODES, "prediction": PREDICTIONS}
+        for name, allowed in overrides.items():
+            if getattr(self, name) is not None and getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if (self.init is None) == (self.preset is None):
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
         if self.preset is not None and self.preset not in DIT_PRESETS:
