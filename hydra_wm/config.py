@@ -16,7 +16,7 @@ class ConfigError(HydraError, ValueError):
     """A configuration value is out of range or inconsistent."""
 
 
-def _triple(value, name: str) -> tuple[int, int, int]:
+def int_triple(value, name: str) -> tuple[int, int, int]:
     try:
         out = tuple(int(v) for v in value)
     except TypeError as exc:
@@ -94,8 +94,8 @@ class DiTConfig:
     grain; with `sample` its errors are smooth."""
 
     def __post_init__(self) -> None:
-        self.patch_size = _triple(self.patch_size, "patch_size")
-        self.tokenizer_kernel = _triple(self.tokenizer_kernel, "tokenizer_kernel")
+        self.patch_size = int_triple(self.patch_size, "patch_size")
+        self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
         for name in ("dim", "in_dim", "out_dim", "ffn_dim", "freq_dim", "text_dim", "num_heads", "num_layers"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")

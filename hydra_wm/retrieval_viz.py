@@ -9,8 +9,10 @@ pass, pass 1 (with classifier-free guidance) the negative-prompt pass. Memory fr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,50 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from . import retrieval
 from .errors import InputError
 from .io_utils import atomic_path
 from .retrieval import Retrieval
+
+
+@dataclass
+class AttentionStats:
+    """One attention call seen by `attention_probe` (a chunk of query frames of one block)."""
+
+    effective_keys: Tensor
+    """(Bf, T) exp(entropy) of each query's attention weights, averaged over heads: 1 = all on one key, L = uniform."""
+    tail_mass: Tensor
+    """(Bf, T) attention mass on the keys after the first `window_keys` (in `memory` mode: the memory keys)."""
+    num_keys: int
+    """Keys each query sees (L)."""
+
+
+@contextlib.contextmanager
+def attention_probe(window_keys: int) -> Iterator[list[AttentionStats]]:
+    """Record how sharply the DiT attends: every attention call inside the block appends an `AttentionStats`.
+
+    Calls come block by block, each block's query frames in chunks (`DiTConfig.attention_chunk_frames`) in memory
+    and window mode, all tokens at once in full mode. A diagnostic (recomputes the softmax in float32): not for
+    generation."""
+    calls: list[AttentionStats] = []
+    inner = retrieval.attention
+
+    def probe(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        logits = (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B*, N, Lq, Lk)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        weights = logits.softmax(dim=-1)
+        entropy = -(weights * weights.clamp_min(1e-30).log()).sum(dim=-1)
+        tail = weights[..., window_keys:].sum(dim=-1)
+        calls.append(AttentionStats(entropy.exp().mean(dim=1), tail.mean(dim=1), k.shape[-2]))
+        return inner(q, k, v, mask)
+
+    # windowed_memory_attention and dense_attention look `attention` up in their module at call time
+    retrieval.attention = probe
+    try:
+        yield calls
+    finally:
+        retrieval.attention = inner
 
 
 @dataclass

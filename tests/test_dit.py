@@ -417,3 +417,32 @@ def test_parity_cli(capsys):
     assert "[ok]" in capsys.readouterr().out
     assert main(["parity", str(FIXTURES / "nope")]) == 2
     assert "nope_io.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("attention", ["memory", "full"])
+def test_attention_probe_measures_how_sharply_each_query_attends(attention):
+    from hydra_wm.retrieval_viz import attention_probe
+
+    model, x = random_model(attention=attention, window=3, top_k=1), inputs()  # 8 frames of 4x6 tokens
+    expected = run(model, x)
+    window_keys = 3 * 24
+    keys = window_keys + 6 if attention == "memory" else 8 * 24  # + one retrieved memory frame of 2x3 tokens
+    with torch.no_grad():
+        for block in model.blocks:  # zero queries: every logit 0, uniform attention over the keys
+            block.self_attn.norm_q.weight.zero_()
+    with attention_probe(window_keys) as calls:
+        run(model, x)
+    chunks = -(-8 // model.cfg.attention_chunk_frames) if attention == "memory" else 1
+    assert len(calls) == model.cfg.num_layers * chunks and {c.num_keys for c in calls} == {keys}
+    for c in calls:
+        assert torch.allclose(c.effective_keys, torch.tensor(float(keys)), rtol=1e-4)
+        assert torch.allclose(c.tail_mass, torch.tensor(1 - window_keys / keys), atol=1e-5)
+    with torch.no_grad():
+        for block in model.blocks:  # large gains: sharp attention, a handful of keys per query
+            block.self_attn.norm_q.weight.fill_(30.0)
+            block.self_attn.norm_k.weight.fill_(30.0)
+    with attention_probe(window_keys) as calls:
+        sharp = run(model, x)
+    assert max(float(c.effective_keys.mean()) for c in calls) < keys / 10
+    assert torch.allclose(run(model, x), sharp)  # the probe changes nothing the model computes, and is removed
+    assert hydra_wm.retrieval.attention.__name__ == "attention" and not torch.allclose(sharp, expected)

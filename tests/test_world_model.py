@@ -75,8 +75,8 @@ def _train_args(out, *extra):
 
 def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(_train_args(run, "--steps", "6", "--stop-after", "2", "--ema-decay", "0.5", "--lr", "1e-3",
-                            "--prediction", "sample")) == 0  # fmt: skip
+    options = ["--steps", "6", "--ema-decay", "0.5", "--lr", "1e-3", "--prediction", "sample", "--qk-norm-init", "2"]
+    assert main(_train_args(run, "--stop-after", "2", *options, "--tokenizer-kernel", "1", "2", "2")) == 0
     assert not (run / "hydra.safetensors").exists()  # stopped early: no export at the end
     tensors, record = read_checkpoint(latest_checkpoint(run))
     assert record["step"] == 2
@@ -88,7 +88,22 @@ def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_
     assert not torch.equal(ema[name], raw[name])
     model = load_dit(tmp_path / "ema.safetensors")
     assert model.cfg.attention == "memory" and model.cfg.in_dim == 12 and model.cfg.prediction == "sample"
+    assert model.cfg.tokenizer_kernel == (1, 2, 2) and ema["blocks.0.self_attn.tokenizer.conv.weight"].shape[2] == 1
+    for norm in ("norm_q", "norm_k"):  # 2 steps at lr 1e-3 move a gain by at most ~2e-3
+        assert torch.allclose(raw[f"blocks.3.self_attn.{norm}.weight"], torch.tensor(2.0), atol=0.01)
+        assert torch.allclose(raw[f"blocks.3.cross_attn.{norm}.weight"], torch.tensor(1.0), atol=0.01)
     capsys.readouterr()
+    for bad, message in ((["--tokenizer-kernel", "0", "2", "2"], "tokenizer_kernel: expected three positive"),
+                         (["--stop-after", "4", *options, "--resume"], "other settings (tokenizer_kernel)"),
+                         (["--init", str(tmp_path / "raw.safetensors"), "--tokenizer-kernel", "1", "1", "1"],
+                          "tokenizer_kernel: only for a fresh preset"),
+                         (["--qk-norm-init", "0"], "qk_norm_init: expected > 0")):  # fmt: skip
+        args = _train_args(run, *bad)
+        if "--init" in bad:  # a checkpoint instead of the preset
+            del args[args.index("--preset") : args.index("--preset") + 2]
+        assert main(args) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err.strip()

@@ -29,7 +29,7 @@ _CHOICES = {
     "loss_weighting": train_config.LOSS_WEIGHTING,
     "device": train_config.DEVICES,
 }
-_TYPES = {"int": int, "int | None": int, "float": float, "str": str, "str | None": str}
+_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help_text = f"{docs.get(field.name, '')} (default: {field.default})".replace("%", "%%")
         if field.type == "bool":
             p.add_argument(option, action=argparse.BooleanOptionalAction, help=help_text)
+        elif field.type.startswith("tuple[int"):
+            p.add_argument(option, type=int, nargs=3, metavar=("KT", "KH", "KW"), help=help_text)
         elif field.type.startswith("tuple"):
             p.add_argument(option, type=float, nargs=2, metavar=("B1", "B2"), help=help_text)
         else:

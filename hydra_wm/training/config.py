@@ -16,7 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from functools import cache
 
-from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, ConfigError
+from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, ConfigError, int_triple
 
 TRAINABLE = ("auto", "hydra", "all")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -59,6 +59,15 @@ class TrainConfig:
     prediction: str | None = None
     """What a fresh preset's head predicts: velocity (Wan2.1) or sample (x0, turned into the velocity inside the
     model: see `DiTConfig.prediction`); None keeps the checkpoint's or preset's."""
+    tokenizer_kernel: tuple[int, int, int] | None = None
+    """Memory tokenizer kernel = stride (frames, rows, columns) of a fresh preset (HyDRA: 2 2 2; 1 1 1 keeps
+    memory tokens at full resolution: a documented deviation); None keeps the preset's. Needs `preset` (a
+    checkpoint's kernel is fixed by its weights)."""
+    qk_norm_init: float | None = None
+    """Initial gain (RMSNorm weight) of every self-attention norm_q and norm_k of a fresh preset; None: 1, the
+    reference's. Attention logits scale by its square. With QK-norm the logits of a head of width d reach about
+    sqrt(d) when the heads share the norm evenly (6.9 for flatland-tiny's 48, close to ln of its ~480 memory-mode
+    keys), so a tiny model starts unable to attend sharply (to copy one token). Needs `preset`."""
     trainable: str = "auto"
     """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
     cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
@@ -147,6 +156,15 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if (self.init is None) == (self.preset is None):
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
+        if self.tokenizer_kernel is not None:
+            if self.init is not None:
+                raise ConfigError("tokenizer_kernel: only for a fresh preset (a checkpoint's is fixed by its weights)")
+            self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
+        if self.qk_norm_init is not None:
+            if self.init is not None:
+                raise ConfigError("qk_norm_init: only for a fresh preset (a checkpoint brings its own norms)")
+            if not self.qk_norm_init > 0:
+                raise ConfigError(f"qk_norm_init: expected > 0, got {self.qk_norm_init}")
         if self.preset is not None and self.preset not in DIT_PRESETS:
             raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
         if self.flatland is not None and self.flatland not in flatland_presets():

@@ -71,11 +71,17 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     A fresh preset takes its latent channels and text width from the data; a checkpoint must match them (not
     checked when they are None).
     """
-    overrides = {k: getattr(config, k) for k in ("attention", "retrieval", "prediction") if getattr(config, k)}
+    names = ("attention", "retrieval", "prediction", "tokenizer_kernel")
+    overrides = {k: getattr(config, k) for k in names if getattr(config, k)}
     if config.preset is not None:
         torch.manual_seed(config.seed)
         model = HydraDiT(dit_config(config.preset, in_dim=channels, out_dim=channels, text_dim=text_dim, **overrides))
         model.init_weights()
+        if config.qk_norm_init is not None:
+            with torch.no_grad():
+                for block in model.blocks:
+                    block.self_attn.norm_q.weight.fill_(config.qk_norm_init)
+                    block.self_attn.norm_k.weight.fill_(config.qk_norm_init)
     else:
         model = load_dit(config.init, dtype=torch.float32, seed=config.seed, **overrides)
         if channels is not None and (model.cfg.in_dim, model.cfg.text_dim) != (channels, text_dim):
