@@ -75,7 +75,8 @@ def _train_args(out, *extra):
 
 def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_path, capsys):
     run = tmp_path / "run"
-    options = ["--steps", "6", "--ema-decay", "0.5", "--lr", "1e-3", "--prediction", "sample", "--qk-norm-init", "2"]
+    options = ["--steps", "6", "--ema-decay", "0.5", "--lr", "1e-3", "--prediction", "sample", "--qk-norm-init", "2",
+               "--camera-init-std", "0.5"]  # fmt: skip
     assert main(_train_args(run, "--stop-after", "2", *options, "--tokenizer-kernel", "1", "2", "2")) == 0
     assert not (run / "hydra.safetensors").exists()  # stopped early: no export at the end
     tensors, record = read_checkpoint(latest_checkpoint(run))
@@ -92,12 +93,16 @@ def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_
     for norm in ("norm_q", "norm_k"):  # 2 steps at lr 1e-3 move a gain by at most ~2e-3
         assert torch.allclose(raw[f"blocks.3.self_attn.{norm}.weight"], torch.tensor(2.0), atol=0.01)
         assert torch.allclose(raw[f"blocks.3.cross_attn.{norm}.weight"], torch.tensor(1.0), atol=0.01)
+    for encoder in ("cam_encoder_con", "cam_encoder_tgt"):  # N(0, 0.5²) instead of the reference's zeros
+        weight = raw[f"blocks.2.{encoder}.weight"]
+        assert 0.45 < weight.std().item() < 0.55 and abs(weight.mean().item()) < 0.05
     capsys.readouterr()
     for bad, message in ((["--tokenizer-kernel", "0", "2", "2"], "tokenizer_kernel: expected three positive"),
                          (["--stop-after", "4", *options, "--resume"], "other settings (tokenizer_kernel)"),
                          (["--init", str(tmp_path / "raw.safetensors"), "--tokenizer-kernel", "1", "1", "1"],
                           "tokenizer_kernel: only for a fresh preset"),
-                         (["--qk-norm-init", "0"], "qk_norm_init: expected > 0")):  # fmt: skip
+                         (["--qk-norm-init", "0"], "qk_norm_init: expected > 0"),
+                         (["--camera-init-std", "-1"], "camera_init_std: expected > 0")):  # fmt: skip
         args = _train_args(run, *bad)
         if "--init" in bad:  # a checkpoint instead of the preset
             del args[args.index("--preset") : args.index("--preset") + 2]

@@ -68,6 +68,10 @@ class TrainConfig:
     reference's. Attention logits scale by its square. With QK-norm the logits of a head of width d reach about
     sqrt(d) when the heads share the norm evenly (6.9 for flatland-tiny's 48, close to ln of its ~480 memory-mode
     keys), so a tiny model starts unable to attend sharply (to copy one token). Needs `preset`."""
+    camera_init_std: float | None = None
+    """Initial weights of every camera encoder (cam_encoder_con/_tgt) of a fresh preset drawn from N(0, std²);
+    None: zero, the reference's (right on top of a pretrained Wan2.1: the base model starts unchanged). From
+    scratch, zero-initialised encoders make the camera a faint signal that grows slowly. Needs `preset`."""
     trainable: str = "auto"
     """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
     cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
@@ -165,6 +169,11 @@ class TrainConfig:
                 raise ConfigError("qk_norm_init: only for a fresh preset (a checkpoint brings its own norms)")
             if not self.qk_norm_init > 0:
                 raise ConfigError(f"qk_norm_init: expected > 0, got {self.qk_norm_init}")
+        if self.camera_init_std is not None:
+            if self.init is not None:
+                raise ConfigError("camera_init_std: only for a fresh preset (a checkpoint brings its own encoders)")
+            if not self.camera_init_std > 0:
+                raise ConfigError(f"camera_init_std: expected > 0, got {self.camera_init_std}")
         if self.preset is not None and self.preset not in DIT_PRESETS:
             raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
         if self.flatland is not None and self.flatland not in flatland_presets():

@@ -82,6 +82,11 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
                 for block in model.blocks:
                     block.self_attn.norm_q.weight.fill_(config.qk_norm_init)
                     block.self_attn.norm_k.weight.fill_(config.qk_norm_init)
+        if config.camera_init_std is not None:
+            with torch.no_grad():
+                for block in model.blocks:  # drawn from the seeded global RNG, after init_weights: reproducible
+                    for encoder in (block.cam_encoder_con, block.cam_encoder_tgt):
+                        encoder.weight.normal_(0.0, config.camera_init_std)
     else:
         model = load_dit(config.init, dtype=torch.float32, seed=config.seed, **overrides)
         if channels is not None and (model.cfg.in_dim, model.cfg.text_dim) != (channels, text_dim):
