@@ -164,16 +164,14 @@ class TrainConfig:
             if self.init is not None:
                 raise ConfigError("tokenizer_kernel: only for a fresh preset (a checkpoint's is fixed by its weights)")
             self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
-        if self.qk_norm_init is not None:
+        for name, weights in (("qk_norm_init", "norms"), ("camera_init_std", "encoders")):  # fresh-preset inits
+            value = getattr(self, name)
+            if value is None:
+                continue
             if self.init is not None:
-                raise ConfigError("qk_norm_init: only for a fresh preset (a checkpoint brings its own norms)")
-            if not self.qk_norm_init > 0:
-                raise ConfigError(f"qk_norm_init: expected > 0, got {self.qk_norm_init}")
-        if self.camera_init_std is not None:
-            if self.init is not None:
-                raise ConfigError("camera_init_std: only for a fresh preset (a checkpoint brings its own encoders)")
-            if not self.camera_init_std > 0:
-                raise ConfigError(f"camera_init_std: expected > 0, got {self.camera_init_std}")
+                raise ConfigError(f"{name}: only for a fresh preset (a checkpoint brings its own {weights})")
+            if not value > 0:
+                raise ConfigError(f"{name}: expected > 0, got {value}")
         if self.preset is not None and self.preset not in DIT_PRESETS:
             raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
         if self.flatland is not None and self.flatland not in flatland_presets():

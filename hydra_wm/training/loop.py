@@ -77,14 +77,12 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
         torch.manual_seed(config.seed)
         model = HydraDiT(dit_config(config.preset, in_dim=channels, out_dim=channels, text_dim=text_dim, **overrides))
         model.init_weights()
-        if config.qk_norm_init is not None:
-            with torch.no_grad():
-                for block in model.blocks:
+        with torch.no_grad():
+            for block in model.blocks:
+                if config.qk_norm_init is not None:
                     block.self_attn.norm_q.weight.fill_(config.qk_norm_init)
                     block.self_attn.norm_k.weight.fill_(config.qk_norm_init)
-        if config.camera_init_std is not None:
-            with torch.no_grad():
-                for block in model.blocks:  # drawn from the seeded global RNG, after init_weights: reproducible
+                if config.camera_init_std is not None:  # the seeded global RNG, after init_weights: reproducible
                     for encoder in (block.cam_encoder_con, block.cam_encoder_tgt):
                         encoder.weight.normal_(0.0, config.camera_init_std)
     else:
