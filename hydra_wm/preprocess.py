@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .errors import InputError
 from .io_utils import atomic_path, write_text_atomic
-from .training.data import FORMAT_VERSION, MANIFEST, SAMPLE_FORMAT, SAMPLES_DIR, pack_sample
+from .training.data import FORMAT_VERSION, MANIFEST, SAMPLE_FORMAT, SAMPLES_DIR, SUBJECT_MASK, pack_sample
 
 VAE_FILENAME = "Wan2.1_VAE.pth"
 
@@ -131,9 +131,39 @@ def raw_fields(item) -> tuple[Tensor, Tensor, Tensor, Tensor, str]:
     return context, target, cameras[0], cameras[1], caption
 
 
+def target_subject_pixels(item) -> Tensor | None:
+    """bool ``[T, H, W]``: where the target clip shows a subject (HM-World's tgt_mask.mp4, Flatland's labels), or
+    None when the sample has no masks."""
+    if isinstance(item, dict):
+        if item.get("target_labels") is not None:
+            return torch.as_tensor(item["target_labels"]) > 0
+        masks = item.get("target_masks")
+    else:
+        masks = getattr(item, "target_masks", None)
+    return None if masks is None else torch.as_tensor(masks).bool()
+
+
+def latent_subject_mask(pixels: Tensor, shape: tuple[int, int, int], latent_stride: int) -> Tensor:
+    """Video-frame subject masks bool ``[T, H, W]`` -> uint8 ``[F, h, w]`` on the latent grid ``shape``: 1 where
+    any pixel of a latent cell's footprint shows a subject. Latent frame 0 is video frame 0 and latent frame
+    j >= 1 covers video frames (j - 1) s + 1 .. j s (the causal Wan VAE's grouping; s = 1: frame j); a cell covers
+    an (H / h) x (W / w) block."""
+    frames, h, w = shape
+    T = pixels.shape[0]
+    if T != 1 + (frames - 1) * latent_stride:
+        raise InputError(
+            f"subject mask: {T} frames do not map to {frames} latent frames at latent stride {latent_stride}"
+        )
+    pixels = pixels.float()
+    # frame 0 alone, then groups of `latent_stride` frames: max over each group
+    grouped = torch.cat([pixels[:1], pixels[1:].reshape(frames - 1, latent_stride, *pixels.shape[1:]).amax(1)])
+    return (torch.nn.functional.adaptive_max_pool2d(grouped[:, None], (h, w))[:, 0] > 0).to(torch.uint8)
+
+
 @torch.no_grad()
 def encode_sample(item, encoders: Encoders) -> dict[str, Tensor]:
-    """One raw sample -> the training tensors (see `hydra_wm.training.data`), on the CPU."""
+    """One raw sample -> the training tensors (see `hydra_wm.training.data`), on the CPU; with the target's
+    subject mask on the latent grid (`SUBJECT_MASK`) when the sample has masks."""
     context, target, cam_context, cam_target, caption = raw_fields(item)
     # Each clip on its own (REFERENCE.md §5): the causal VAE sees the target's first frame as a first frame.
     latents = [encoders.encode_video(clip[None])[0].float().cpu() for clip in (context, target)]  # (C, F, h, w)
@@ -144,13 +174,22 @@ def encode_sample(item, encoders: Encoders) -> dict[str, Tensor]:
                 f"(latent stride {encoders.latent_stride})"
             )
     text = encoders.encode_text([caption])[0].float().cpu()  # (Lt, Dt)
-    return {
+    encoded = {
         "context_latents": latents[0],
         "target_latents": latents[1],
         "context_cameras": cam_context.float(),
         "target_cameras": cam_target.float(),
         "text": text,
     }
+    pixels = target_subject_pixels(item)
+    if pixels is not None:
+        if tuple(pixels.shape) != tuple(target.shape[1:]):
+            raise InputError(
+                f"target subject mask (tgt_mask.mp4): shape {list(pixels.shape)} does not match the target clip's "
+                f"frames {list(target.shape[1:])}"
+            )
+        encoded[SUBJECT_MASK] = latent_subject_mask(pixels, tuple(latents[1].shape[1:]), encoders.latent_stride)
+    return encoded
 
 
 class EncodedDataset(torch.utils.data.Dataset):

@@ -11,8 +11,9 @@ from hydra_wm.config import dit_config, rope_split
 from hydra_wm.errors import InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config
 from hydra_wm.model import HydraDiT
-from hydra_wm.preprocess import EncodedDataset, encode_sample
+from hydra_wm.preprocess import EncodedDataset, encode_sample, latent_subject_mask, write_sample
 from hydra_wm.training import collate
+from hydra_wm.training.data import SUBJECT_MASK, read_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,6 +90,35 @@ def test_flatland_clip_through_codec_and_flatland_tiny_forward():
             num_context_frames=9,
         )
     assert out.shape == latents.shape and torch.isfinite(out).all()
+
+
+def test_latent_subject_mask_groups_frames_like_the_causal_vae_and_pools_cells():
+    pixels = torch.zeros(9, 8, 8, dtype=torch.bool)
+    pixels[0, 0, 0] = True  # latent frame 0, cell (0, 0)
+    pixels[4, 7, 7] = True  # frames 1..4 -> latent frame 1, cell (3, 3) of 2x2-pixel cells
+    pixels[5, 2, 5] = True  # frames 5..8 -> latent frame 2, cell (1, 2)
+    mask = latent_subject_mask(pixels, (3, 4, 4), latent_stride=4)
+    assert mask.dtype == torch.uint8 and mask.shape == (3, 4, 4)
+    assert mask.nonzero().tolist() == [[0, 0, 0], [1, 3, 3], [2, 1, 2]]
+    same = latent_subject_mask(pixels, (9, 8, 8), latent_stride=1)  # stride 1, cell 1 px: the mask itself
+    assert torch.equal(same.bool(), pixels)
+    with pytest.raises(InputError, match="latent stride 4"):
+        latent_subject_mask(pixels[:8], (3, 4, 4), latent_stride=4)
+
+
+def test_flatland_samples_carry_their_subject_mask_through_preprocessed_files(tmp_path):
+    clips = FlatlandDataset(flatland_config("debug"), 1, seed=0, latent_stride=1)
+    item = encode_sample(clips[0], pixel_encoders(PixelCodec(2), text_dim=8))
+    labels = clips[0]["target_labels"]  # (T, 16, 24), subject s + 1
+    expected = torch.nn.functional.max_pool2d((labels > 0).float()[:, None], 2)[:, 0].to(torch.uint8)
+    assert expected.any() and torch.equal(item[SUBJECT_MASK], expected)
+    path = tmp_path / "s.safetensors"
+    write_sample(path, item, "s", "a caption")
+    assert torch.equal(read_sample(path)[SUBJECT_MASK], expected)
+    # a clip whose mask does not match it is refused with the file named
+    broken = dict(clips[0], target_labels=labels[:-1])
+    with pytest.raises(InputError, match="tgt_mask.mp4"):
+        encode_sample(broken, pixel_encoders(PixelCodec(2), text_dim=8))
 
 
 def test_flatland_tiny_trains_on_pixel_codec_flatland_through_the_probe_path(tmp_path):

@@ -17,7 +17,7 @@ from hydra_wm.loading import load_dit
 from hydra_wm.preprocess import EncodedDataset, Encoders, load_encoders, null_text, preprocess
 from hydra_wm.text_encoder import encode_prompts, original_t5_shapes, text_encoder_config
 from hydra_wm.training import PreprocessedDataset, TrainConfig, train
-from hydra_wm.training.data import read_sample
+from hydra_wm.training.data import SUBJECT_MASK, read_sample
 from hydra_wm.vae import original_vae_shapes, vae_config
 
 TEXT_LENGTH = 512
@@ -87,6 +87,9 @@ def test_cli_skips_finished_samples_and_survives_a_corrupt_one(tmp_path, flatlan
     assert "wrote 0, skipped 2 (done earlier), failed 1" in capsys.readouterr().out
     assert [f.stat().st_mtime_ns for f in files] == stamps  # not rewritten
     assert not list((out / "samples").glob(".*"))  # no temporary files left behind
+    # tgt_mask.mp4 -> the target's subject mask on the latent grid (what --subject-loss-weight weights)
+    item = read_sample(files[0])
+    assert item[SUBJECT_MASK].shape == item["target_latents"].shape[1:] and item[SUBJECT_MASK].any()
 
 
 def test_sample_content_is_each_clip_encoded_on_its_own(tmp_path, flatland, encoders):

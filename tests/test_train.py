@@ -10,13 +10,14 @@ from safetensors.torch import save_file
 
 from hydra_wm.cli import main
 from hydra_wm.config import ConfigError, dit_config
+from hydra_wm.errors import InputError
 from hydra_wm.flow import FlowMatchSchedule
 from hydra_wm.loading import load_dit
 from hydra_wm.model import HydraDiT
 from hydra_wm.preprocess import write_manifest, write_sample
 from hydra_wm.training import DataOrder, PreprocessedDataset, TrainConfig, collate, flow_matching_loss, train
 from hydra_wm.training.checkpoint import read_checkpoint
-from hydra_wm.training.data import read_sample
+from hydra_wm.training.data import SUBJECT_MASK, read_sample
 from hydra_wm.training.loop import set_trainable
 
 CHANNELS, FRAMES, SIZE, TEXT_ROWS, TEXT_DIM = 4, 4, 8, 16, 16
@@ -208,6 +209,46 @@ def test_loss_keeps_context_clean_and_scores_target_frames_only():
     expected = (noise[:, :, FRAMES:] - batch["target_latents"]).pow(2).mean()
     torch.testing.assert_close(loss, expected)
     assert torch.equal(seen["timestep"], schedule.train_timesteps[index].to(torch.bfloat16).float())
+
+
+def test_subject_loss_weight_is_a_weighted_mean_over_subject_cells():
+    generator = torch.Generator().manual_seed(0)
+    items = [make_item(generator), make_item(generator)]
+    mask = torch.zeros(2, FRAMES, SIZE, SIZE, dtype=torch.uint8)
+    mask[0, :, 2:5, 3:6] = 1  # sample 0: a subject in every target frame; sample 1: none
+    for item, m in zip(items, mask, strict=True):
+        item[SUBJECT_MASK] = m
+    batch = collate(items)
+    assert torch.equal(batch[SUBJECT_MASK], mask)
+
+    class Zero(torch.nn.Module):
+        def forward(self, latents, timestep, text, cam_context, cam_target, *, num_context_frames):
+            return torch.zeros_like(latents)
+
+    def loss(weight):
+        gen = torch.Generator().manual_seed(1)
+        return flow_matching_loss(Zero(), batch, FlowMatchSchedule(), gen, weighting="none", subject_weight=weight)
+
+    gen = torch.Generator().manual_seed(1)
+    torch.randint(1000, (1,), generator=gen)
+    noise = torch.randn(2, CHANNELS, 2 * FRAMES, SIZE, SIZE, generator=gen)
+    error = (noise[:, :, FRAMES:] - batch["target_latents"]).pow(2)  # zero prediction: (noise - x0)^2
+    cells = 1.0 + 3.0 * mask[:, None].float()
+    per_sample = (error * cells).sum(dim=(1, 2, 3, 4)) / (cells.sum(dim=(1, 2, 3, 4)) * CHANNELS)
+    torch.testing.assert_close(loss(4.0), per_sample.mean())
+    assert torch.equal(loss(1.0), error.mean(dim=(1, 2, 3, 4)).mean())  # 1: the reference's plain mean
+    assert torch.isclose(per_sample[1], error[1].mean())  # no subject: the plain mean of that sample
+    # a batch without masks cannot be weighted
+    del batch[SUBJECT_MASK]
+    with pytest.raises(InputError, match=SUBJECT_MASK):
+        loss(4.0)
+
+
+def test_subject_loss_weight_needs_data_with_masks(tmp_path, data):
+    with pytest.raises(ConfigError, match="subject_loss_weight: expected > 0"):
+        config(tmp_path, data, subject_loss_weight=0.0)
+    with pytest.raises(ConfigError, match="no subject masks"):
+        train(config(tmp_path, data, subject_loss_weight=4.0))
 
 
 def test_data_order_splits_global_batches_and_resumes():

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         height=args.height,
         width=args.width,
-        load_masks=False,
+        load_masks=True,  # tgt_mask.mp4 -> the subject mask on the latent grid (`subject_loss_weight`)
         latent_stride=encoders.latent_stride,
     )
     settings = {"num_frames": args.num_frames, "height": args.height, "width": args.width}

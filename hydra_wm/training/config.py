@@ -105,6 +105,10 @@ class TrainConfig:
     sample (lower-variance gradients for small models)."""
     loss_weighting: str = "reference"
     """Per-timestep loss weight: `reference` = w(t) of REFERENCE.md §4, `none` = 1."""
+    subject_loss_weight: float = 1.0
+    """Weight of the loss on target latent cells that show a subject, relative to 1 on the rest (the loss stays a
+    weighted mean); 1: unweighted, the reference's. Subjects cover a small part of a frame, so a plain MSE is
+    mostly background. Needs data with subject masks (Flatland; HM-World folders preprocessed from tgt_mask.mp4)."""
     shift: float = 5.0
     """Time shift of the training schedule (Wan2.1: 5)."""
     precision: str = "auto"
@@ -187,6 +191,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.steps:
             raise ConfigError(f"stop_after: expected between 1 and steps ({self.steps}), got {self.stop_after}")
+        if not self.subject_loss_weight > 0:
+            raise ConfigError(f"subject_loss_weight: expected > 0, got {self.subject_loss_weight}")
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0 or not self.shift > 0:
             raise ConfigError("lr and shift must be > 0; weight_decay and grad_clip >= 0")
         if not 0 <= self.ema_decay < 1:

@@ -7,7 +7,9 @@ and `samples/<name>.safetensors`, one file per sample, no pickles:
 * ``context_cameras`` (Fc, 12) and ``target_cameras`` (Ft, 12): relative cameras, one per latent frame;
 * ``text`` (n, Dt): the caption embedding with its all-zero padding rows cut off; the reader pads it back to
   the ``text_length`` rows (512 for umT5) stored in the file's metadata, so the DiT sees exactly the encoder's
-  output while a file stores ~30-100 rows instead of 512.
+  output while a file stores ~30-100 rows instead of 512;
+* optionally ``target_subject_mask`` (Ft, h, w) uint8: 1 on the target latent cells that show a subject (from
+  ``tgt_mask.mp4``), what ``TrainConfig.subject_loss_weight`` weights. Older files without it still load.
 
 Any map-style dataset whose items have these five keys (``text`` padded) trains the same way: see
 `hydra_wm.preprocess.EncodedDataset` for encoding an in-memory dataset (e.g. Flatland) on the fly.
@@ -33,6 +35,10 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SAMPLES_DIR = "samples"
 TENSOR_KEYS = ("context_latents", "target_latents", "context_cameras", "target_cameras", "text")
+SUBJECT_MASK = "target_subject_mask"
+"""Optional tensor of a sample: uint8 ``[Ft, h, w]`` on the target latents' grid, 1 where a latent cell's footprint
+shows a subject (`preprocess.latent_subject_mask`); what `TrainConfig.subject_loss_weight` weights."""
+OPTIONAL_KEYS = (SUBJECT_MASK,)
 
 
 def pack_sample(item: dict[str, Tensor], name: str, caption: str) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -40,7 +46,7 @@ def pack_sample(item: dict[str, Tensor], name: str, caption: str) -> tuple[dict[
     text = item["text"]
     valid = text.abs().amax(dim=-1) > 0  # (Lt,)
     length = int(valid.nonzero().max()) + 1 if valid.any() else 0
-    tensors = {key: item[key].contiguous() for key in TENSOR_KEYS if key != "text"}
+    tensors = {key: item[key].contiguous() for key in TENSOR_KEYS + OPTIONAL_KEYS if key != "text" and key in item}
     tensors["text"] = text[:length].contiguous()
     metadata = {
         "format": SAMPLE_FORMAT,
@@ -53,7 +59,8 @@ def pack_sample(item: dict[str, Tensor], name: str, caption: str) -> tuple[dict[
 
 
 def read_sample(path: str | os.PathLike) -> dict[str, Tensor]:
-    """One preprocessed sample file -> the five training tensors (text padded back with zero rows)."""
+    """One preprocessed sample file -> the five training tensors (text padded back with zero rows), plus the
+    optional subject mask where the file has one."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -61,7 +68,8 @@ def read_sample(path: str | os.PathLike) -> dict[str, Tensor]:
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as exc:  # safetensors raises its own types for a corrupt file
         raise InputError(f"{path}: not a readable safetensors sample ({exc})") from None
-    if metadata.get("format") != SAMPLE_FORMAT or set(tensors) != set(TENSOR_KEYS):
+    known = set(TENSOR_KEYS) <= set(tensors) <= set(TENSOR_KEYS + OPTIONAL_KEYS)
+    if metadata.get("format") != SAMPLE_FORMAT or not known:
         raise InputError(f"{path}: not a hydra-wm sample (expected tensors {', '.join(TENSOR_KEYS)})")
     text = tensors["text"]
     length = int(metadata["text_length"])
@@ -70,7 +78,8 @@ def read_sample(path: str | os.PathLike) -> dict[str, Tensor]:
 
 
 class PreprocessedDataset(torch.utils.data.Dataset):
-    """The samples of a preprocessed folder, in sorted name order; item i is a dict of the five tensors."""
+    """The samples of a preprocessed folder, in sorted name order; item i is a dict of the five tensors (and the
+    optional subject mask)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -94,9 +103,10 @@ class PreprocessedDataset(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Stack items into a batch; every item must have the same shapes (same clip lengths and sizes)."""
+    """Stack items into a batch; every item must have the same shapes (same clip lengths and sizes). An optional
+    tensor (the subject mask) is kept only when every item has it."""
     batch = {}
-    for key in TENSOR_KEYS:
+    for key in TENSOR_KEYS + tuple(k for k in OPTIONAL_KEYS if all(k in item for item in items)):
         shapes = {tuple(item[key].shape) for item in items}
         if len(shapes) > 1:
             raise InputError(f"batch: samples differ in {key} shape {sorted(shapes)}; use batch_size 1 or one size")

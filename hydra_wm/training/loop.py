@@ -29,14 +29,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..config import ConfigError, dit_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..flow import FlowMatchSchedule, round_timestep_bf16
 from ..io_utils import write_text_atomic
 from ..loading import load_dit
 from ..model import HydraDiT
 from . import checkpoint as ckpt
 from .config import RESUMABLE_CHANGES, TrainConfig, field_defaults, flatland_source
-from .data import DataOrder, PreprocessedDataset, batch_to_model_inputs, make_loader
+from .data import SUBJECT_MASK, DataOrder, PreprocessedDataset, batch_to_model_inputs, make_loader
 from .parallel import (
     DistInfo,
     all_reduce_mean,
@@ -123,6 +123,7 @@ def flow_matching_loss(
     *,
     per_sample: bool = False,
     weighting: str = "reference",
+    subject_weight: float = 1.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Flow-matching loss of one batch (REFERENCE.md §5); scalar float32."""
@@ -143,8 +144,15 @@ def flow_matching_loss(
     timestep = round_timestep_bf16(schedule.train_timesteps[ids]).to(device)
     with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         prediction = model(noisy, timestep, text, cam_context, cam_target, num_context_frames=num_context)
-    # 4. MSE on the target frames, weighted by w(t)
-    error = (prediction[:, :, num_context:].float() - target).pow(2).mean(dim=(1, 2, 3, 4))  # (B,)
+    # 4. MSE on the target frames (a weighted mean with subject cells weighted `subject_weight`), weighted by w(t)
+    error = (prediction[:, :, num_context:].float() - target).pow(2)  # (B, C, Ft, h, w)
+    if subject_weight == 1.0:
+        error = error.mean(dim=(1, 2, 3, 4))  # (B,)
+    else:
+        if SUBJECT_MASK not in batch:
+            raise InputError(f"batch: subject_loss_weight needs subject masks ({SUBJECT_MASK}); a sample has none")
+        cells = 1.0 + (subject_weight - 1.0) * batch[SUBJECT_MASK][:, None].to(device, torch.float32)  # (B,1,Ft,h,w)
+        error = (error * cells).sum(dim=(1, 2, 3, 4)) / (cells.sum(dim=(1, 2, 3, 4)) * error.shape[1])
     weight = schedule.train_weights[ids].to(device) if weighting == "reference" else torch.ones_like(error)
     return (error * weight.expand(batch_size)).mean()
 
@@ -208,6 +216,11 @@ def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
     # 1. data
     dataset = dataset if dataset is not None else training_dataset(config)
     first = dataset[0]
+    if config.subject_loss_weight != 1.0 and SUBJECT_MASK not in first:
+        raise ConfigError(
+            "subject_loss_weight: the data has no subject masks (Flatland data, or an HM-World folder preprocessed "
+            "from tgt_mask.mp4 by this version, has them)"
+        )
     order = DataOrder(len(dataset), config.batch_size, config.seed, info.rank, info.world_size)
     # 2. model, trainable set, then distribution and memory savers from outside
     raw = build_model(config, first["context_latents"].shape[0], first["text"].shape[-1])
@@ -288,6 +301,7 @@ def _train_step(run: _Run, loader) -> float:
                 run.noise,
                 per_sample=config.timesteps == "sample",
                 weighting=config.loss_weighting,
+                subject_weight=config.subject_loss_weight,
                 autocast_dtype=run.autocast_dtype,
             )
             (loss / config.grad_accum).backward()
