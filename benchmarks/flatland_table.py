@@ -1,7 +1,7 @@
 """The README's built-in-model table: shipped Flatland models vs the baselines on held-out clips, with `hydra-wm eval`.
 
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
-        [--sampling-steps 20,1] [--camera-retrieval]
+        [--sampling-steps 20,1] [--camera-retrieval] [--reuse]
 
 1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist and were trained on
    the memory model's Flatland preset; the others are named under the table) on the same
@@ -12,7 +12,9 @@
 2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
 3. `hydra-wm eval` of every prediction folder against the clips;
 4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
-   memory model, and writes it to OUT/table.md and OUT/table.json.
+   memory model and paired per-clip comparisons of memory against window and full (`hydra-wm compare`: mean
+   difference with a bootstrap 95% interval, wins / ties / losses, sign test), and writes it to OUT/table.md and
+   OUT/table.json.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 
 from hydra_wm.cli import main as cli
+from hydra_wm.evaluation.compare import format_comparison, paired_comparison
 from hydra_wm.io_utils import write_text_atomic
 from hydra_wm.world_model import ModelCard, available_attentions, weights_path
 
@@ -38,6 +41,7 @@ COLUMNS = [
     ("position_error_reentry", "pos. err. re-entry (px)"),
     ("identity_reentry", "identity dist. re-entry"),
 ]
+PAIRED_METRICS = ["psnr", "background_psnr_revisit", "presence_reentry", "missing_reentry", "position_error_reentry"]
 LABELS = {"memory": "HyDRA (memory)", "window": "window (no memory)", "full": "full attention",
           "memory-camera": "HyDRA weights, camera-FOV retrieval (ablation)",
           "repeat-last": "repeat last context frame", "closest-camera": "copy closest-camera context frame"}
@@ -58,6 +62,10 @@ def main() -> None:
     parser.add_argument("--sampling-steps", default="20,1", help="comma-separated sampling step counts")
     parser.add_argument("--camera-retrieval", action="store_true",
                         help="add a row: the memory model with the camera-FOV retrieval ablation (first step count)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep outputs already in OUT (a demo folder with metrics.json, an eval report) "
+                        "instead of regenerating them: re-renders the table after an interruption or a change "
+                        "of format; only for OUT written with the same models, clips and settings")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out, rows, retrieval = args.out, {}, {}
@@ -71,24 +79,29 @@ def main() -> None:
     elsewhere = [f"{LABELS[a]} (trained on world `{worlds[a]}`)" for a in models if worlds[a] != world]
     models = [a for a in models if worlds[a] == world]
     step_counts = [int(s) for s in args.sampling_steps.split(",")]
-    generated = {}
+    generated, fresh = {}, set()  # fresh: outputs (re)made in this run, whose evaluation is redone too
     runs = [(attention, attention, steps, []) for attention in models for steps in step_counts]  # (row, model, ...)
     if args.camera_retrieval and "memory" in models:
         runs.append(("memory-camera", "memory", step_counts[0], ["--retrieval", "camera"]))
     for row, attention, steps, extra in runs:
         name = f"{row}-{steps}"
-        run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
-             "--out", str(out / name), "--no-video", "--steps", str(steps), *extra])
+        if not (args.reuse and (out / name / "metrics.json").is_file()):
+            fresh.add(name)
+            run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
+                 "--out", str(out / name), "--no-video", "--steps", str(steps), *extra])
         generated[name] = (row, steps)
         report = json.loads((out / name / "metrics.json").read_text())
         if attention == "memory":
             retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
     for kind in ("repeat-last", "closest-camera"):
-        run(["baseline", kind, str(data), str(out / kind), "--quiet"])
+        if not (args.reuse and (out / "eval" / kind / "metrics.json").is_file()):
+            fresh.add(kind)
+            run(["baseline", kind, str(data), str(out / kind), "--quiet"])
     for name in [*generated, "repeat-last", "closest-camera"]:
         pred = out / name / "pred" if name in generated else out / name
-        run(["eval", str(pred), str(data), "--quiet", "--out", str(out / "eval" / name)])
+        if name in fresh or not (args.reuse and (out / "eval" / name / "metrics.json").is_file()):
+            run(["eval", str(pred), str(data), "--quiet", "--out", str(out / "eval" / name)])
         rows[name] = json.loads((out / "eval" / name / "metrics.json").read_text())["mean"]
 
     def label(name: str) -> str:
@@ -113,13 +126,25 @@ def main() -> None:
             f"{r['retrieval_overlap']:.3f} (chance {r['retrieval_overlap_chance']:.3f}); it shows nearly the same view "
             f"(overlap >= 0.9) in {r['retrieval_same_view']:.1%} (chance {r['retrieval_same_view_chance']:.1%})."
         )
+    paired = {}
+    first = step_counts[0]
+    for other in ("window", "full"):
+        a, b = f"memory-{first}", f"{other}-{first}"
+        if a in rows and b in rows:
+            reports = [json.loads((out / "eval" / n / "metrics.json").read_text()) for n in (a, b)]
+            results = paired_comparison(*reports, PAIRED_METRICS, names=(a, b))
+            paired[f"{a} vs {b}"] = [r.as_dict() for r in results]
+            lines += ["", f"Paired per clip, {label(a)} vs {label(b)} ({args.samples} clips; 95% bootstrap "
+                      "interval of the mean difference; sign test over the clips that are not tied):", "",
+                      format_comparison(results, ("memory", other))]
     lines += ["", f"World: Flatland `{world}`, {args.samples} clips of world seed {args.seed}."]
     if elsewhere:
         lines.append("Not in this table (another world): " + "; ".join(elsewhere) + ".")
     table = "\n".join(lines)
     print(table)
     write_text_atomic(out / "table.md", table + "\n")
-    write_text_atomic(out / "table.json", json.dumps({"rows": rows, "retrieval": retrieval}, indent=1))
+    write_text_atomic(out / "table.json", json.dumps({"rows": rows, "retrieval": retrieval, "paired": paired},
+                                                          indent=1))
 
 
 if __name__ == "__main__":

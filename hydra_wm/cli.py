@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "hydra_wm.commands.train",
     "hydra_wm.commands.export",
     "hydra_wm.commands.eval",
+    "hydra_wm.commands.compare",
     "hydra_wm.commands.baseline",
     "hydra_wm.commands.generate",
 ]

@@ -225,6 +225,19 @@ def test_eval_of_repeat_last_baseline_is_imperfect(flatland, tmp_path, capsys):
     assert (tmp_path / "pred" / "eval" / "metrics.csv").read_text().splitlines()[-1].startswith("mean,")
 
 
+def test_compare_two_eval_reports_of_the_same_clips(flatland, tmp_path, capsys):
+    # The ground truth itself vs the repeat-last baseline, paired per clip: truth wins every clip on PSNR.
+    run_baseline("repeat-last", flatland, tmp_path / "pred", progress=False)
+    assert _eval(capsys, tmp_path / "pred", flatland, "--out", tmp_path / "last")[0] == 0
+    assert _eval(capsys, flatland, flatland, "--out", tmp_path / "truth")[0] == 0
+    code = main(["compare", str(tmp_path / "truth"), str(tmp_path / "last"), "--out", str(tmp_path / "cmp.json")])
+    assert code == 0
+    results = {r["metric"]: r for r in json.loads((tmp_path / "cmp.json").read_text())["results"]}
+    assert results["psnr"]["clips"] == SAMPLES and results["psnr"]["wins"] == SAMPLES and results["psnr"]["a_better"]
+    assert results["missing_reentry"]["losses"] == 0  # the truth never misses a subject
+    assert "background_psnr_revisit" in results and "lpips" not in results  # skipped metrics are not compared
+
+
 def test_generated_only_predictions_give_the_same_scores(flatland, tmp_path, capsys):
     run_baseline("repeat-last", flatland, tmp_path / "full", progress=False)
     (tmp_path / "short").mkdir()
