@@ -25,6 +25,7 @@ def test_sign_test_matches_the_binomial_distribution():
     assert sign_test(4, 1) == pytest.approx(2 * 6 / 32)
     assert sign_test(3, 3) == 1.0 and sign_test(0, 0) == 1.0
     assert sign_test(1, 9) == sign_test(9, 1)
+    assert sign_test(1500, 1500) == 1.0 and 0.0 <= sign_test(2000, 1000) < 1e-70  # thousands of clips
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_clips():
