@@ -68,7 +68,7 @@ def main() -> None:
                         "of format; only for OUT written with the same models, clips and settings")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    out, rows, retrieval = args.out, {}, {}
+    out, rows, retrieval, reports = args.out, {}, {}, {}
     models = available_attentions()
     if not models:
         raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
@@ -102,7 +102,8 @@ def main() -> None:
         pred = out / name / "pred" if name in generated else out / name
         if name in fresh or not (args.reuse and (out / "eval" / name / "metrics.json").is_file()):
             run(["eval", str(pred), str(data), "--quiet", "--out", str(out / "eval" / name)])
-        rows[name] = json.loads((out / "eval" / name / "metrics.json").read_text())["mean"]
+        reports[name] = json.loads((out / "eval" / name / "metrics.json").read_text())
+        rows[name] = reports[name]["mean"]
 
     def label(name: str) -> str:
         if name in generated:
@@ -131,8 +132,7 @@ def main() -> None:
     for other in ("window", "full"):
         a, b = f"memory-{first}", f"{other}-{first}"
         if a in rows and b in rows:
-            reports = [json.loads((out / "eval" / n / "metrics.json").read_text()) for n in (a, b)]
-            results = paired_comparison(*reports, PAIRED_METRICS, names=(a, b))
+            results = paired_comparison(reports[a], reports[b], PAIRED_METRICS, names=(a, b))
             paired[f"{a} vs {b}"] = [r.as_dict() for r in results]
             lines += ["", f"Paired per clip, {label(a)} vs {label(b)} ({args.samples} clips; 95% bootstrap "
                       "interval of the mean difference; sign test over the clips that are not tied):", "",

@@ -14,7 +14,6 @@ per-clip pairing tells which.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io_utils import read_json
 
 LOWER_IS_BETTER = ("lpips", "missing", "position_error", "identity")
 DEFAULT_METRICS = ("psnr", "psnr_reentry", "background_psnr", "background_psnr_revisit", "presence_reentry",
@@ -134,10 +134,7 @@ def read_report(path: str | Path) -> dict:
         path = path / "metrics.json"
     if not path.is_file():
         raise InputError(f"{path}: not found (expected a `hydra-wm eval` metrics.json or its folder)")
-    try:
-        report = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    report = read_json(path)
     if not isinstance(report, dict) or not isinstance(report.get("per_sample"), list):
         raise InputError(f"{path}: per_sample: expected a list of per-sample metrics (a `hydra-wm eval` report)")
     return report
