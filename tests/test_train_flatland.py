@@ -77,3 +77,68 @@ def test_camera_retrieval_ablation_trains_and_exports_its_setting(tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:  # argparse's choices: exit code 2, usage + one error line
         main(train_args(tmp_path / "bad", "flatland:debug", "--retrieval", "fov"))
     assert exit_info.value.code == 2 and "invalid choice: 'fov'" in capsys.readouterr().err
+
+
+def _validate_script():
+    """scripts/flatland_validate.py as a module (scripts are not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "flatland_validate.py"
+    spec = importlib.util.spec_from_file_location("flatland_validate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_keep_every_keeps_milestones_and_the_validation_curve_scores_them_like_the_demo(tmp_path, capsys):
+    from hydra_wm.training.checkpoint import CHECKPOINT_DIR
+
+    out = tmp_path / "run"
+    # keep only the latest checkpoint, but every multiple of 2 for good
+    assert main(train_args(out, "flatland:debug", "--save-every", "1", "--keep-checkpoints", "1",
+                           "--keep-every", "2")) == 0  # fmt: skip
+    assert sorted(p.name for p in (out / CHECKPOINT_DIR).iterdir()) == [
+        "step_00000002.safetensors", "step_00000003.safetensors"]  # fmt: skip
+    plain = tmp_path / "plain"
+    assert main(train_args(plain, "flatland:debug", "--save-every", "1", "--keep-checkpoints", "1")) == 0
+    assert [p.name for p in (plain / CHECKPOINT_DIR).iterdir()] == ["step_00000003.safetensors"]
+    # keep_every may change on resume (it does not change the result); it must not be negative
+    assert main(train_args(tmp_path / "neg", "flatland:debug", "--keep-every", "-1")) == 2
+    assert "keep_every: expected >= 0" in capsys.readouterr().err
+
+    validate = _validate_script()
+    argv = [str(out), "--samples", "1", "--num-steps", "2", "--threads", "1"]
+    assert validate.main(argv) == 0
+    files = list((out / "validation").glob("*.json"))
+    assert len(files) == 1
+    results = json.loads(files[0].read_text())["checkpoints"]
+    assert sorted(results) == ["2", "3"] and results["2"]["psnr"] != results["3"]["psnr"]
+    assert "retrieval_same_view" in results["3"]  # flatland-tiny trains `memory` by default
+
+    # the same numbers as the demo on the exported checkpoint (raw weights) with a card naming preset and steps
+    weights = tmp_path / "step3.safetensors"
+    assert main(["export", str(out), "--out", str(weights), "--no-ema"]) == 0
+    weights.with_suffix(".json").write_text(json.dumps({"flatland_preset": "debug", "num_steps": 2}))
+    demo = tmp_path / "demo"
+    assert main(["demo", "--weights", str(weights), "--seed", "2000", "--samples", "1", "--no-video",
+                 "--out", str(demo), "--threads", "1"]) == 0  # fmt: skip
+    mean = json.loads((demo / "metrics.json").read_text())["mean"]
+    for key in ("psnr", "background_psnr", "retrieval_same_view"):
+        assert results["3"][key] == pytest.approx(mean[key], rel=1e-6, abs=1e-9)
+
+    # scored checkpoints are read back, not scored again
+    data = json.loads(files[0].read_text())
+    data["checkpoints"]["2"]["psnr"] = 123.0
+    files[0].write_text(json.dumps(data))
+    capsys.readouterr()
+    assert validate.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "0 to score" in printed and "| 2 | 123.00 |" in printed
+
+    # bad input: one line, exit code 2
+    assert validate.main([str(out), "--step", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no checkpoint for --step 5" in err
+    assert validate.main([str(tmp_path / "nowhere")]) == 2
+    assert "config.json" in capsys.readouterr().err

@@ -103,6 +103,12 @@ def checkpoint_path(out: str | Path, step: int) -> Path:
     return Path(out) / CHECKPOINT_DIR / f"step_{step:08d}.safetensors"
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a checkpoint's file name (`step_00000400.safetensors` -> 400); -1 for another name."""
+    match = _STEP_FILE.fullmatch(Path(path).name)
+    return int(match.group(1)) if match else -1
+
+
 def latest_checkpoint(out: str | Path) -> Path | None:
     """The checkpoint with the highest step in `out`, or None."""
     folder = Path(out) / CHECKPOINT_DIR
@@ -123,8 +129,11 @@ def save_checkpoint(
     state: dict,
     info: DistInfo,
     keep: int,
+    milestone: int = 0,
 ) -> Path:
-    """Save step `step` (collective: every rank calls it; rank 0 writes). `params` = trainable {name: param}."""
+    """Save step `step` (collective: every rank calls it; rank 0 writes). `params` = trainable {name: param}.
+
+    Keeps the `keep` most recent checkpoints, and every one whose step is a multiple of `milestone` (when > 0)."""
     names = list(params)
     tensors = {f"model.{n}": full_cpu(p) for n, p in params.items()}
     if ema is not None:
@@ -154,9 +163,9 @@ def save_checkpoint(
             save_file(
                 {k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={STATE_KEY: json.dumps(record)}
             )
-        old = sorted(path.parent.glob("step_*.safetensors"))[:-keep]
-        for stale in old:
-            stale.unlink(missing_ok=True)
+        for stale in sorted(path.parent.glob("step_*.safetensors"))[:-keep]:
+            if not (milestone and checkpoint_step(stale) % milestone == 0):
+                stale.unlink(missing_ok=True)
     if info.distributed:
         dist.barrier()
     return path

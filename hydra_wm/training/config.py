@@ -128,6 +128,9 @@ class TrainConfig:
     """Save a checkpoint every this many steps (and at the end)."""
     keep_checkpoints: int = 2
     """Most recent checkpoints kept in out/checkpoints (older ones are deleted)."""
+    keep_every: int = 0
+    """Also save, and keep for good, a checkpoint at every multiple of this step count (0: none): milestones for
+    a validation curve (`scripts/flatland_validate.py`); `keep_checkpoints` never deletes them."""
     resume: bool = False
     """Continue from the latest checkpoint in `out` (same config), bit for bit."""
     log_every: int = 10
@@ -186,7 +189,7 @@ class TrainConfig:
         for name in positive + ("flatland_samples", "flatland_codec_factor"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "num_workers"):
+        for name in ("warmup_steps", "num_workers", "keep_every"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.steps:
@@ -236,7 +239,7 @@ def flatland_presets() -> tuple[str, ...]:
 # move, `flatland:NAME` may not: `_resume` checks that; a different sample count is caught by the data-order check).
 RESUMABLE_CHANGES = frozenset(
     ("data", "stop_after", "resume", "num_workers", "log_every", "tensorboard", "progress", "save_every")
-    + ("keep_checkpoints", "export", "export_ema")
+    + ("keep_checkpoints", "keep_every", "export", "export_ema")
 )
 
 

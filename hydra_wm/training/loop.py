@@ -331,6 +331,7 @@ def _save(run: _Run) -> Path:
         state=state,
         info=run.info,
         keep=run.config.keep_checkpoints,
+        milestone=run.config.keep_every,
     )
 
 
@@ -464,7 +465,8 @@ def _loop(run: _Run, logger: _Logger) -> list[float]:
                 )
                 window, start = [], time.perf_counter()
             stop = any_process(run.stop_requested, info)
-            if run.step % config.save_every == 0 or run.step == end or stop:
+            milestone = config.keep_every and run.step % config.keep_every == 0
+            if run.step % config.save_every == 0 or milestone or run.step == end or stop:
                 _save(run)
             if stop:
                 if info.is_main:
