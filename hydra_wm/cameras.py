@@ -21,11 +21,12 @@ relative to the first *target* frame, ``inverse(T_ref) @ T_m``; keep every 4th f
 block row-major.
 
 Numerics: the released model was trained on encodings computed in float32 with an LU inverse
-(``torch.inverse``) and float32 matrix products. HM-World positions lie ~200 m from the UE origin, where one
-float32 step is ~1.5e-5 m, so exact float64 maths differs from those encodings by up to ~3e-5 m in the
-translations. ``numerics="reference"`` (the default) reproduces the reference's float32 arithmetic, which the
-parity fixture (max error 1e-5) needs; ``numerics="float64"`` does exact maths with the closed-form rigid
-inverse, for users who prefer it over bit-parity.
+(``torch.inverse``) and float32 matrix products without fused multiply-adds. HM-World positions lie ~200 m
+from the UE origin, where one float32 step is ~1.5e-5 m, so exact float64 maths differs from those encodings
+by up to ~3e-5 m in the translations. ``numerics="reference"`` (the default) reproduces the reference's
+float32 arithmetic, which the parity fixture needs (max error 1.2e-7 on the examples);
+``numerics="float64"`` does exact maths with the closed-form rigid inverse, for users who prefer it over
+bit-parity.
 """
 
 from __future__ import annotations
@@ -302,11 +303,11 @@ def relative_poses(
     if not -len(ref_stream) <= frame < len(ref_stream):
         raise InputError(f"reference frame {frame} is outside the {len(ref_stream)} {stream} frames")
     if numerics == "reference":
-        # Bit-for-bit the reference: float32 tensors, LU inverse, one 4x4 product per frame.
+        # The reference's arithmetic: float32 tensors, LU inverse, one unfused 4x4 product per frame.
         context = ue_to_camera_to_world(torch.as_tensor(context_ue, dtype=torch.float32))
         target = ue_to_camera_to_world(torch.as_tensor(target_ue, dtype=torch.float32))
         world_to_ref = torch.inverse((target if stream == "target" else context)[frame])
-        rel = [torch.stack([world_to_ref @ pose for pose in poses]).numpy() for poses in (context, target)]
+        rel = [_product_without_fma(world_to_ref, poses).numpy() for poses in (context, target)]
         return rel[0], rel[1]
     if numerics == "float64":
         context = ue_to_camera_to_world(np.asarray(context_ue, dtype=np.float64))
@@ -314,6 +315,21 @@ def relative_poses(
         world_to_ref = rigid_inverse((target if stream == "target" else context)[frame])
         return world_to_ref @ context, world_to_ref @ target
     raise InputError(f'numerics must be "reference" or "float64", got {numerics!r}')
+
+
+def _product_without_fma(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left [4, 4] @ right [n, 4, 4]`` in float32 with one rounding per multiply and per add, k in order.
+
+    Written out by hand because ``@`` is not reproducible across CPUs here: on AVX-512 machines the BLAS
+    kernel fuses multiply-adds, which moves the ~200 m translations by one or two float32 steps (3e-5 m)
+    away from the reference encodings. Separate elementwise products and sums round the same way on every
+    machine, and match the parity fixture (cam2.json: bit for bit; cam1.json: within 1.2e-7).
+    """
+    terms = left[None, :, :, None] * right[:, None, :, :]  # [n, i, k, j]
+    out = terms[:, :, 0]
+    for k in range(1, left.shape[-1]):
+        out = out + terms[:, :, k]
+    return out
 
 
 def latent_frame_indices(num_frames: int, latent_stride: int = 4) -> list[int]:

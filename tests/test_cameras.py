@@ -44,8 +44,10 @@ def test_reference_parity(name):
     context, target = hydra_wm.load_relative_cameras(EXAMPLES / name)
     assert context.dtype == target.dtype == torch.float32
     assert context.shape == target.shape == (20, 12)
-    assert (context - torch.tensor(EXPECTED[name]["context"])).abs().max() <= 1e-5
-    assert (target - torch.tensor(EXPECTED[name]["target"])).abs().max() <= 1e-5
+    # 1e-6 is far below one float32 step at the ~200 m world positions (1.5e-5 m): a fused multiply-add or a
+    # float64 product in the pipeline moves some translations by that step and fails here.
+    assert (context - torch.tensor(EXPECTED[name]["context"])).abs().max() <= 1e-6
+    assert (target - torch.tensor(EXPECTED[name]["target"])).abs().max() <= 1e-6
 
 
 @pytest.mark.parametrize("name", ["cam1.json", "cam2.json"])
