@@ -28,8 +28,8 @@ import torch
 
 from hydra_wm.cli import main as cli
 from hydra_wm.evaluation.compare import format_comparison, paired_comparison
+from hydra_wm.flatland.model import ModelCard, available_attentions, weights_path
 from hydra_wm.io_utils import write_text_atomic
-from hydra_wm.world_model import ModelCard, available_attentions, weights_path
 
 COLUMNS = [
     ("psnr", "PSNR"),
@@ -71,7 +71,7 @@ def main() -> None:
     out, rows, retrieval, reports = args.out, {}, {}, {}
     models = available_attentions()
     if not models:
-        raise SystemExit("no shipped Flatland weights in hydra_wm/weights/")
+        raise SystemExit("no shipped Flatland weights in hydra_wm/flatland/weights/")
     # One table, one world: models trained on another Flatland preset than the memory model's are left out
     # (their clips would differ), and said so.
     worlds = {attention: ModelCard.for_weights(weights_path(attention)).flatland_preset for attention in models}

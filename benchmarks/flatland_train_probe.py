@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from hydra_wm.codecs import flatland_training_dataset
 from hydra_wm.config import dit_config
+from hydra_wm.models.codecs import flatland_training_dataset
 from hydra_wm.training import TrainConfig, train
 
 PRESET = "flatland-tiny"

@@ -67,10 +67,10 @@ def nbytes(module: torch.nn.Module) -> int:
 def run_mode(args: argparse.Namespace) -> dict:
     from hydra_wm.config import dit_config
     from hydra_wm.flow import FlowMatchSchedule
-    from hydra_wm.model import HydraDiT
+    from hydra_wm.models.dit import HydraDiT
+    from hydra_wm.models.vae import WanVAE, vae_config
     from hydra_wm.offload import ModelSlots, enable_block_offload
     from hydra_wm.pipeline import Conditioning, denoise, initial_noise
-    from hydra_wm.vae import WanVAE, vae_config
 
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
@@ -138,7 +138,7 @@ def run_mode(args: argparse.Namespace) -> dict:
 
 
 def t5_gb(dtype: torch.dtype) -> float:
-    from hydra_wm.text_encoder import TextEncoderConfig, original_t5_shapes
+    from hydra_wm.models.text_encoder import TextEncoderConfig, original_t5_shapes
 
     params = sum(math.prod(s) for s in original_t5_shapes(TextEncoderConfig()).values())
     return params * torch.tensor([], dtype=dtype).element_size() / GB

@@ -82,7 +82,7 @@ def parameter_counts() -> dict:
     import torch
 
     from hydra_wm.config import dit_config
-    from hydra_wm.model import HydraDiT
+    from hydra_wm.models.dit import HydraDiT
     from hydra_wm.training.loop import set_trainable
 
     with torch.device("meta"):
@@ -102,7 +102,7 @@ def block_saved_bytes(frames: int, rows: int, cols: int) -> int:
     import torch
 
     from hydra_wm.config import dit_config
-    from hydra_wm.model import DiTBlock, Rope3D
+    from hydra_wm.models.dit import DiTBlock, Rope3D
 
     cfg = dit_config("wan2.1-t2v-1.3b")
     torch.manual_seed(0)

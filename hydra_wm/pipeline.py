@@ -26,13 +26,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .errors import CheckpointError, InputError
+from .evaluation.plots import RetrievalRecord, RetrievalRecorder
 from .flow import FlowMatchSchedule
-from .loading import load_dit
-from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
-from .retrieval import Retrieval
-from .retrieval_viz import RetrievalRecord, RetrievalRecorder
-from .state_dicts import read_state_dict
-from .text_encoder import (
+from .models.loading import load_dit
+from .models.memory import Retrieval
+from .models.state_dicts import read_state_dict
+from .models.text_encoder import (
     T5_FILENAME,
     TOKENIZER_SUBDIR,
     WAN_NEGATIVE_PROMPT,
@@ -41,7 +40,8 @@ from .text_encoder import (
     load_text_encoder,
     load_tokenizer,
 )
-from .vae import WAN21_URL, load_vae, vae_config
+from .models.vae import WAN21_URL, load_vae, vae_config
+from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
 VAE_FILENAME = "Wan2.1_VAE.pth"

@@ -15,11 +15,11 @@ import argparse
 
 import torch
 
+from hydra_wm.evaluation.plots import attention_probe
 from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.dataset import clip_to_item
-from hydra_wm.model import TIMESTEP_SCALE
-from hydra_wm.retrieval_viz import attention_probe
-from hydra_wm.world_model import HELD_OUT_SEED, load_flatland_model
+from hydra_wm.flatland.model import HELD_OUT_SEED, load_flatland_model
+from hydra_wm.models.dit import TIMESTEP_SCALE
 
 
 def main() -> None:

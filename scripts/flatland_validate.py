@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from hydra_wm.codecs import PixelCodec
 from hydra_wm.errors import HydraError, InputError
 from hydra_wm.flatland import render_clip
+from hydra_wm.flatland.model import FlatlandModel, ModelCard, mean_scores, run_clip
 from hydra_wm.io_utils import read_json, write_text_atomic
-from hydra_wm.loading import load_dit
+from hydra_wm.models.codecs import PixelCodec
+from hydra_wm.models.loading import load_dit
 from hydra_wm.training import export_checkpoint
 from hydra_wm.training.checkpoint import CHECKPOINT_DIR, checkpoint_step
-from hydra_wm.world_model import FlatlandModel, ModelCard, mean_scores, run_clip
 
 VALIDATION_SEED = 2000
 COLUMNS = [

@@ -1,8 +1,10 @@
-"""Ship a trained Flatland run as a built-in model: weights + machine-readable model card in hydra_wm/weights/.
+"""Ship a trained Flatland run as a built-in model: weights + machine-readable model card in
+`hydra_wm/flatland/weights/`.
 
     python scripts/ship_flatland_model.py RUN [--num-steps 20] [--shift 1.0] [--no-ema] [--table runs/flatland-table]
 
-1. `hydra-wm export RUN` (EMA weights when the run kept them) to ``hydra_wm/weights/flatland-ATTENTION.safetensors``;
+1. `hydra-wm export RUN` (EMA weights when the run kept them) to
+   ``hydra_wm/flatland/weights/flatland-ATTENTION.safetensors``;
 2. the card ``flatland-ATTENTION.json``: Flatland preset and sampling settings (read by `hydra-wm demo`), the
    exact training command (rebuilt from the run's config.json), steps, wall time (sum of the logged step times),
    the final logged loss, the README table's row for this model when `--table` has one, and the ``regression``
@@ -18,11 +20,11 @@ from pathlib import Path
 import torch
 
 from hydra_wm.flatland import render_clip
+from hydra_wm.flatland.model import HELD_OUT_SEED, load_flatland_model, run_clip, weights_path
 from hydra_wm.io_utils import read_json, write_text_atomic
 from hydra_wm.training import export_checkpoint
 from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
 from hydra_wm.training.config import field_defaults
-from hydra_wm.world_model import HELD_OUT_SEED, load_flatland_model, run_clip, weights_path
 
 
 def train_command(config: dict, steps: int, ema: bool = True) -> str:

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from hydra_wm.baselines import closest_context_frames, frame_poses, pose_distance, run_baseline
 from hydra_wm.cli import main
+from hydra_wm.data.video import read_frames
+from hydra_wm.evaluation.baselines import closest_context_frames, frame_poses, pose_distance, run_baseline
 from hydra_wm.flatland import flatland_config, write_dataset
-from hydra_wm.video import read_frames
 
 
 def _pose(yaw_deg: float, position=(0.0, 0.0, 0.0)) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The shipped Flatland world model: size, card, and a regression check of the whole demo path on one clip.
 
-The model card (`hydra_wm/weights/flatland-ATTENTION.json`) records, under ``regression``, what the shipped
+The model card (`hydra_wm/flatland/weights/flatland-ATTENTION.json`) records, under ``regression``, what the shipped
 weights score on one held-out clip (world seed, clip index, sampling steps, noise seed). Rendering, cameras,
 codec, DiT, retrieval, sampler and metrics all run here; a change anywhere that degrades the result by more than
 the stated margin fails the test.
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from hydra_wm import world_model
+from hydra_wm.flatland import model as world_model
 from hydra_wm.flatland import render_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")

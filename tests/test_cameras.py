@@ -12,7 +12,7 @@ from conftest import EXAMPLES
 
 import hydra_wm
 import hydra_wm.cli as cli
-from hydra_wm.cameras import (
+from hydra_wm.data.cameras import (
     latent_frame_indices,
     load_camera_poses,
     load_relative_cameras,

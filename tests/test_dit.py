@@ -12,15 +12,15 @@ from safetensors.torch import load_file, save_file
 import hydra_wm
 from hydra_wm.config import ConfigError, dit_config, rope_split
 from hydra_wm.errors import CheckpointError, InputError
-from hydra_wm.loading import HYDRA_MODULES
-from hydra_wm.model import HydraDiT
-from hydra_wm.parity import MAX_ABS_TOL, REL_L2_TOL, run_parity
-from hydra_wm.retrieval import (
+from hydra_wm.models.dit import HydraDiT
+from hydra_wm.models.loading import HYDRA_MODULES
+from hydra_wm.models.memory import (
     memory_eligibility,
     select_memory,
     window_starts,
     windowed_memory_attention,
 )
+from hydra_wm.models.parity import MAX_ABS_TOL, REL_L2_TOL, run_parity
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -384,7 +384,7 @@ def test_checkpoint_errors_name_the_keys(tmp_path):
 def test_loading_assigns_instead_of_copying(tmp_path, monkeypatch):
     """The model's parameters are the checkpoint's own tensors (meta construction + assign), never copies,
     so a 2B-parameter file is not held twice."""
-    import hydra_wm.loading as loading
+    import hydra_wm.models.loading as loading
 
     path = save_checkpoint(random_model(), tmp_path / "m.pth")
     read = {}
@@ -421,7 +421,7 @@ def test_parity_cli(capsys):
 
 @pytest.mark.parametrize("attention", ["memory", "full"])
 def test_attention_probe_measures_how_sharply_each_query_attends(attention):
-    from hydra_wm.retrieval_viz import attention_probe
+    from hydra_wm.evaluation.plots import attention_probe
 
     model, x = random_model(attention=attention, window=3, top_k=1), inputs()  # 8 frames of 4x6 tokens
     expected = run(model, x)
@@ -445,4 +445,4 @@ def test_attention_probe_measures_how_sharply_each_query_attends(attention):
         sharp = run(model, x)
     assert max(float(c.effective_keys.mean()) for c in calls) < keys / 10
     assert torch.allclose(run(model, x), sharp)  # the probe changes nothing the model computes, and is removed
-    assert hydra_wm.retrieval.attention.__name__ == "attention" and not torch.allclose(sharp, expected)
+    assert hydra_wm.models.memory.attention.__name__ == "attention" and not torch.allclose(sharp, expected)

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hydra_wm.baselines import run_baseline
 from hydra_wm.cli import main
+from hydra_wm.data.video import read_frames, write_video
+from hydra_wm.evaluation.baselines import run_baseline
 from hydra_wm.flatland import flatland_config, write_dataset
-from hydra_wm.video import read_frames, write_video
 
 SAMPLES = 3
 

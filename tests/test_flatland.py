@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hydra_wm.cameras import load_relative_cameras
+from hydra_wm.data.cameras import load_relative_cameras
+from hydra_wm.data.video import read_frames
 from hydra_wm.errors import InputError
 from hydra_wm.flatland import (
     FlatlandDataset,
@@ -24,7 +25,6 @@ from hydra_wm.flatland import (
 from hydra_wm.flatland.dataset import MASK_THRESHOLD
 from hydra_wm.flatland.scenery import MIN_BACKGROUND_DISTANCE, SCENE_STYLES, background_colours
 from hydra_wm.flatland.subjects import CATALOGUE, SUBJECT_COLOURS, render_sprite
-from hydra_wm.video import read_frames
 
 DEBUG = flatland_config("debug")
 SAMPLE_FILES = {

@@ -13,10 +13,10 @@ from safetensors.torch import save_file
 from hydra_wm import cli
 from hydra_wm.cli import main
 from hydra_wm.config import dit_config
-from hydra_wm.model import HydraDiT
-from hydra_wm.text_encoder import original_t5_shapes, text_encoder_config
-from hydra_wm.vae import original_vae_shapes, vae_config
-from hydra_wm.video import count_frames, read_video, write_video
+from hydra_wm.data.video import count_frames, read_video, write_video
+from hydra_wm.models.dit import HydraDiT
+from hydra_wm.models.text_encoder import original_t5_shapes, text_encoder_config
+from hydra_wm.models.vae import original_vae_shapes, vae_config
 
 FRAMES, SIZE = 9, 32  # 9 = 4k+1 frames -> 3 latent frames; 32 px -> 4x4 latents -> 2x2 tokens
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import EXAMPLES
 
-from hydra_wm.cameras import load_relative_cameras
 from hydra_wm.data import HMWorldDataset, read_check_events, red_mask, subject_boxes
+from hydra_wm.data.cameras import load_relative_cameras
 from hydra_wm.data.hmworld import map_captions
+from hydra_wm.data.video import write_video
 from hydra_wm.errors import InputError
-from hydra_wm.video import write_video
 
 SIZE, FRAMES = 64, 8
 CONDITION_BOX = (16, 32, 8, 40)  # rows y0:y1, columns x0:x1 (even-aligned so 4:2:0 chroma keeps the edges)

@@ -6,8 +6,9 @@ from torch import nn
 
 from hydra_wm.config import dit_config
 from hydra_wm.errors import CheckpointError, InputError
+from hydra_wm.evaluation.plots import RetrievalRecorder, plot_retrieval, save_retrieval
 from hydra_wm.flow import FlowMatchSchedule, round_timestep_bf16
-from hydra_wm.model import HydraDiT
+from hydra_wm.models.dit import HydraDiT
 from hydra_wm.offload import ModelSlots, enable_block_offload, remove_block_offload
 from hydra_wm.pipeline import (
     Conditioning,
@@ -16,7 +17,6 @@ from hydra_wm.pipeline import (
     denoise,
     initial_noise,
 )
-from hydra_wm.retrieval_viz import RetrievalRecorder, plot_retrieval, save_retrieval
 
 FC, FT, SIZE = 3, 3, 4  # latent context frames, target frames, latent height = width
 

@@ -11,14 +11,14 @@ from test_vae import recipe_state as vae_recipe
 
 from hydra_wm.cli import main
 from hydra_wm.data import HMWorldDataset
+from hydra_wm.data.preprocess import EncodedDataset, Encoders, load_encoders, null_text, preprocess
 from hydra_wm.errors import InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config, write_dataset
-from hydra_wm.loading import load_dit
-from hydra_wm.preprocess import EncodedDataset, Encoders, load_encoders, null_text, preprocess
-from hydra_wm.text_encoder import encode_prompts, original_t5_shapes, text_encoder_config
+from hydra_wm.models.loading import load_dit
+from hydra_wm.models.text_encoder import encode_prompts, original_t5_shapes, text_encoder_config
+from hydra_wm.models.vae import original_vae_shapes, vae_config
 from hydra_wm.training import PreprocessedDataset, TrainConfig, train
 from hydra_wm.training.data import SUBJECT_MASK, read_sample
-from hydra_wm.vae import original_vae_shapes, vae_config
 
 TEXT_LENGTH = 512
 
@@ -172,7 +172,7 @@ def test_in_memory_dataset_with_a_pixel_codec_and_no_text_trains(tmp_path):
 
 
 def test_encode_prompts_is_what_the_encoders_use(encoders, ckpt_dir, tokenizer_dir):  # noqa: F811
-    from hydra_wm.text_encoder import load_text_encoder, load_tokenizer
+    from hydra_wm.models.text_encoder import load_text_encoder, load_tokenizer
 
     encoder = load_text_encoder(
         ckpt_dir / "models_t5_umt5-xxl-enc-bf16.pth", text_encoder_config("debug"), dtype=torch.float32

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from hydra_wm.config import ConfigError
 from hydra_wm.errors import CheckpointError, InputError
-from hydra_wm.text_encoder import (
+from hydra_wm.models.text_encoder import (
     WAN_NEGATIVE_PROMPT,
     TextEncoderConfig,
     clean_prompt,

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from hydra_wm.cli import main
-from hydra_wm.loading import load_dit
+from hydra_wm.models.loading import load_dit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

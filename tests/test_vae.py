@@ -9,7 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hydra_wm.errors import CheckpointError, InputError
-from hydra_wm.vae import WanVAE, load_vae, original_vae_shapes, tiled_map, vae_config
+from hydra_wm.models.vae import WanVAE, load_vae, original_vae_shapes, tiled_map, vae_config
 
 VAE_FIXTURE = FIXTURES / "official_vae_parity.safetensors"
 

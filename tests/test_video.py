@@ -8,8 +8,8 @@ import torch
 from conftest import EXAMPLES
 
 import hydra_wm
+from hydra_wm.data.video import count_frames, cover_and_crop, read_frames, read_video, write_video
 from hydra_wm.errors import InputError
-from hydra_wm.video import count_frames, cover_and_crop, read_frames, read_video, write_video
 
 
 def _pattern(frames: int, height: int, width: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..baselines import BASELINES, DEG_PER_METRE
+    from ..evaluation.baselines import BASELINES, DEG_PER_METRE
 
     p = sub.add_parser(
         "baseline",
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..baselines import run_baseline
+    from ..evaluation.baselines import run_baseline
 
     start = time.perf_counter()
     names = run_baseline(args.kind, args.data, args.out, deg_per_metre=args.deg_per_metre, progress=not args.quiet)

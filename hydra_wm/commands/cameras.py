@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cameras import RAW_UE_FRAMES, load_camera_poses, load_relative_cameras
+from ..data.cameras import RAW_UE_FRAMES, load_camera_poses, load_relative_cameras
 from ..errors import InputError
 from ..io_utils import atomic_path, write_text_atomic
 

@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from ..data.video import write_video
     from ..errors import InputError
+    from ..evaluation.plots import plot_retrieval
     from ..flatland import render_clip, write_dataset
+    from ..flatland.model import HELD_OUT_SEED, load_flatland_model, mean_scores, run_clip, side_by_side
     from ..io_utils import write_text_atomic
-    from ..retrieval_viz import plot_retrieval
-    from ..video import write_video
-    from ..world_model import HELD_OUT_SEED, load_flatland_model, mean_scores, run_clip, side_by_side
 
     if args.samples < 1:
         raise InputError(f"--samples: expected at least 1, got {args.samples}")

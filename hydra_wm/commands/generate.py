@@ -41,9 +41,9 @@ def sample_chunks(args: argparse.Namespace, config) -> Iterator[list]:
 
     Every sample's caption and cameras are checked before the first chunk, so a bad file fails fast.
     """
-    from ..cameras import load_relative_cameras
+    from ..data.cameras import load_relative_cameras
+    from ..data.video import read_video
     from ..pipeline import Sample
-    from ..video import read_video
 
     def fit(name, source, cam_context, cam_target) -> list[torch.Tensor]:
         return [
@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_outputs(out: Path, sample, result, config, args: argparse.Namespace) -> None:
-    from ..retrieval_viz import plot_retrieval, save_retrieval
-    from ..video import write_video
+    from ..data.video import write_video
+    from ..evaluation.plots import plot_retrieval, save_retrieval
 
     video_path = out / f"{result.name}.mp4"
     write_video(video_path, result.video, fps=args.fps)

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..parity import MAX_ABS_TOL, REL_L2_TOL, run_parity
+    from ..models.parity import MAX_ABS_TOL, REL_L2_TOL, run_parity
 
     failed = 0
     for prefix in args.prefixes:

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import HMWorldDataset
-    from ..preprocess import load_encoders, preprocess
+    from ..data.preprocess import load_encoders, preprocess
     from ..training.parallel import env_rank, pick_device
 
     rank, world_size, local_rank = env_rank()

@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cameras import Numerics, load_relative_cameras
 from ..errors import InputError
 from ..io_utils import natural_key, read_json
-from ..video import read_frames, read_video
+from .cameras import Numerics, load_relative_cameras
+from .video import read_frames, read_video
 
 PUBLISHED_FILES = (
     "cond.mp4",

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
-from ..state_dicts import read_state_dict
+from ..models.state_dicts import read_state_dict
 
 # (in, out, kernel, stride, padding) of each convolution, keyed by its index in torchvision's `features`.
 ALEXNET_CONVS = {

@@ -29,11 +29,11 @@ from einops import rearrange
 from torch import Tensor
 
 from ..data.hmworld import red_mask, subject_boxes
+from ..data.video import read_frames
 from ..errors import InputError
 from ..flatland import read_truth
 from ..flatland.world import reentry_mask
 from ..io_utils import natural_key
-from ..video import read_frames
 
 
 def list_samples(root: str | Path) -> list[str]:

@@ -33,11 +33,11 @@ from einops import rearrange
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..cameras import latent_frame_indices, pose_vectors, relative_poses
+from ..data.cameras import latent_frame_indices, pose_vectors, relative_poses
+from ..data.video import read_frames, write_video
 from ..errors import InputError
 from ..io_utils import read_json, write_text_atomic
 from ..metrics import segment_subjects
-from ..video import read_frames, write_video
 from .config import FlatlandConfig
 from .scenery import SCENE_STYLES, background_colours
 from .world import FlatlandClip, reentry_mask, render_clip

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..retrieval import window_starts
+from ..models.memory import window_starts
 
 
 def panorama_width(width: int, fov_deg: float) -> int:

@@ -32,8 +32,8 @@ from ..config import ConfigError, dit_config
 from ..errors import CheckpointError, InputError
 from ..flow import FlowMatchSchedule, round_timestep_bf16
 from ..io_utils import write_text_atomic
-from ..loading import load_dit
-from ..model import HydraDiT
+from ..models.dit import HydraDiT
+from ..models.loading import load_dit
 from . import checkpoint as ckpt
 from .config import RESUMABLE_CHANGES, TrainConfig, field_defaults, flatland_source
 from .data import SUBJECT_MASK, DataOrder, PreprocessedDataset, batch_to_model_inputs, make_loader
@@ -177,7 +177,7 @@ def training_dataset(config: TrainConfig):
     """
     if config.flatland is None:
         return PreprocessedDataset(config.data)
-    from ..codecs import flatland_training_dataset
+    from ..models.codecs import flatland_training_dataset
 
     text_dim = dit_config(config.preset or "flatland-tiny").text_dim
     return flatland_training_dataset(

@@ -1,6 +1,6 @@
 """The built-in world model: `flatland-tiny` HyDRA weights trained on Flatland, and what runs them.
 
-Shipped files live in `hydra_wm/weights/`: ``flatland-{memory,window,full}.safetensors`` (a DiT file as
+Shipped files live in `hydra_wm/flatland/weights/`: ``flatland-{memory,window,full}.safetensors`` (a DiT file as
 `hydra-wm export` writes it: config in the metadata, `load_dit` reads it) and, next to each, a model card
 ``flatland-{attention}.json`` (the Flatland preset it was trained on, the sampling settings, the training
 command, steps, wall time and metrics). `MODEL_CARD.md` there is the human-readable card.
@@ -28,18 +28,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .codecs import PixelCodec
-from .errors import InputError
-from .flatland import FlatlandClip, FlatlandConfig, clip_to_item, flatland_config
-from .flatland.views import revisited_beyond_window, view_overlap
-from .flow import FlowMatchSchedule
-from .io_utils import read_json
-from .loading import load_dit
-from .metrics import flatland_scores, flatland_summary, psnr
-from .model import HydraDiT
-from .pipeline import Conditioning, denoise, initial_noise
-from .retrieval import memory_eligibility
-from .retrieval_viz import RetrievalRecord, RetrievalRecorder
+from ..errors import InputError
+from ..evaluation.plots import RetrievalRecord, RetrievalRecorder
+from ..flow import FlowMatchSchedule
+from ..io_utils import read_json
+from ..metrics import flatland_scores, flatland_summary, psnr
+from ..models.codecs import PixelCodec
+from ..models.dit import HydraDiT
+from ..models.loading import load_dit
+from ..models.memory import memory_eligibility
+from ..pipeline import Conditioning, denoise, initial_noise
+from .config import FlatlandConfig, flatland_config
+from .dataset import clip_to_item
+from .views import revisited_beyond_window, view_overlap
+from .world import FlatlandClip
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ATTENTIONS = ("memory", "window", "full")
@@ -119,7 +121,7 @@ def load_flatland_model(
             raise InputError(
                 f"{path}: no shipped Flatland weights for attention {attention!r} (shipped: {have}); train them "
                 f"with `hydra-wm train flatland:small --preset flatland-tiny --attention {attention} ...` "
-                f"(see hydra_wm/weights/MODEL_CARD.md) and pass --weights"
+                f"(see hydra_wm/flatland/weights/MODEL_CARD.md) and pass --weights"
             )
         raise InputError(f"{path}: weights file not found")
     dit = load_dit(path, dtype=torch.float32, **({"retrieval": retrieval} if retrieval else {}))

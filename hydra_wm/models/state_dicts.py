@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 # Wrappers seen around released state dicts: Wan2.1_VAE.pth (`model_state`), training checkpoints (`state_dict`).
 _WRAPPERS = ("model_state", "state_dict")

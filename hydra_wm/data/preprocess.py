@@ -28,9 +28,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from .errors import InputError
-from .io_utils import atomic_path, write_text_atomic
-from .training.data import FORMAT_VERSION, MANIFEST, SAMPLE_FORMAT, SAMPLES_DIR, SUBJECT_MASK, pack_sample
+from ..errors import InputError
+from ..io_utils import atomic_path, write_text_atomic
+from ..training.data import FORMAT_VERSION, MANIFEST, SAMPLE_FORMAT, SAMPLES_DIR, SUBJECT_MASK, pack_sample
 
 VAE_FILENAME = "Wan2.1_VAE.pth"
 
@@ -53,7 +53,7 @@ def wan_encoders(
     vae, text_encoder, tokenizer, *, text_length: int = 512, tiled: bool = False, settings: dict | None = None
 ) -> Encoders:
     """`Encoders` from a loaded `WanVAE`, umT5 encoder and tokenizer (as Wan2.1 encodes)."""
-    from .text_encoder import encode_prompts
+    from ..models.text_encoder import encode_prompts
 
     return Encoders(
         encode_video=lambda video: vae.encode(video, tiled=tiled),
@@ -84,8 +84,14 @@ def load_encoders(
 
     Explicit paths win over `ckpt_dir`. The text encoder runs in bf16 on CUDA and float32 on CPU.
     """
-    from .text_encoder import T5_FILENAME, TOKENIZER_SUBDIR, load_text_encoder, load_tokenizer, text_encoder_config
-    from .vae import load_vae, vae_config
+    from ..models.text_encoder import (
+        T5_FILENAME,
+        TOKENIZER_SUBDIR,
+        load_text_encoder,
+        load_tokenizer,
+        text_encoder_config,
+    )
+    from ..models.vae import load_vae, vae_config
 
     root = Path(ckpt_dir) if ckpt_dir is not None else None
     paths = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .config import DiTConfig, rope_split
-from .errors import InputError
-from .retrieval import (
+from ..config import DiTConfig, rope_split
+from ..errors import InputError
+from .memory import (
     Retrieval,
     attention,
     dense_attention,
@@ -29,7 +29,7 @@ from .retrieval import (
     select_memory,
     windowed_memory_attention,
 )
-from .retrieval import camera_scores as retrieval_camera_scores  # (the forward's local is `camera_scores`)
+from .memory import camera_scores as retrieval_camera_scores  # (the forward's local is `camera_scores`)
 
 TIMESTEP_SCALE = 1000.0
 """The DiT's timestep is 1000 * sigma (Wan2.1's convention, `flow.FlowMatchSchedule.num_train_timesteps`)."""

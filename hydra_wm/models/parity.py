@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .errors import InputError
+from ..errors import InputError
 from .loading import load_dit
 
 MAX_ABS_TOL = 1e-3

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .cameras import load_camera_poses
-from .errors import InputError
-from .evaluation.samples import list_samples
-from .video import count_frames, read_frames, write_video
+from ..data.cameras import load_camera_poses
+from ..data.video import count_frames, read_frames, write_video
+from ..errors import InputError
+from .samples import list_samples
 
 BASELINES = ("repeat-last", "closest-camera")
 FPS = 15

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .config import DiTConfig
-from .errors import CheckpointError
-from .model import HydraDiT
+from ..config import DiTConfig
+from ..errors import CheckpointError
+from .dit import HydraDiT
 from .state_dicts import read_state_dict
 
 HYDRA_MODULES = ("self_attn.tokenizer.", "cam_encoder_con.", "cam_encoder_tgt.", "projector.")

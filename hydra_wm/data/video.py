@@ -20,8 +20,8 @@ import torch
 from einops import rearrange
 from PIL import Image
 
-from .errors import InputError
-from .io_utils import atomic_path
+from ..errors import InputError
+from ..io_utils import atomic_path
 
 
 def _open_error(path: str | os.PathLike, exc: Exception) -> InputError:

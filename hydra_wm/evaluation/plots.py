@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from . import retrieval
-from .errors import InputError
-from .io_utils import atomic_path
-from .retrieval import Retrieval
+from ..errors import InputError
+from ..io_utils import atomic_path
+from ..models import memory as retrieval
+from ..models.memory import Retrieval
 
 
 @dataclass

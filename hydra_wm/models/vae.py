@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ConfigError
-from .errors import CheckpointError, InputError
+from ..config import ConfigError
+from ..errors import CheckpointError, InputError
 from .state_dicts import read_state_dict
 
 WAN21_URL = "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B"

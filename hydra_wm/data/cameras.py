@@ -40,8 +40,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .errors import InputError
-from .io_utils import read_json
+from ..errors import InputError
+from ..io_utils import read_json
 
 Numerics = Literal["reference", "float64"]
 Stream = Literal["context", "target"]

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ConfigError
-from .errors import CheckpointError, InputError
+from ..config import ConfigError
+from ..errors import CheckpointError, InputError
 from .state_dicts import read_state_dict
 from .vae import WAN21_URL, check_layout
 

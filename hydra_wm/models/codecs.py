@@ -15,8 +15,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .config import ConfigError
-from .errors import InputError
+from ..config import ConfigError
+from ..errors import InputError
 
 # Pixel statistics of Flatland video in [-1, 1], measured on 64 clips of the `small` preset (seed 0, all 40
 # frames): mean 0.113 (per channel 0.121 / 0.109 / 0.109), std 0.456 (0.455 / 0.435 / 0.476). Rounded, fixed
@@ -126,7 +126,7 @@ class PixelCodec(nn.Module):
 
 def pixel_encoders(codec: PixelCodec | None = None, text_dim: int = 8, text_length: int = 1):
     """`preprocess.Encoders` for a model without text: `codec` (default `PixelCodec()`) and `null_text`."""
-    from .preprocess import Encoders, null_text
+    from ..data.preprocess import Encoders, null_text
 
     codec = codec or PixelCodec()
     return Encoders(
@@ -154,8 +154,8 @@ def flatland_training_dataset(
     `hydra-wm flatland` + `hydra-wm preprocess` would write with the same codec. `text_dim` is the width of the
     null text embedding (8: `flatland-tiny`'s).
     """
-    from .flatland import FlatlandDataset, flatland_config
-    from .preprocess import EncodedDataset
+    from ..data.preprocess import EncodedDataset
+    from ..flatland import FlatlandDataset, flatland_config
 
     codec = PixelCodec(factor)
     clips = FlatlandDataset(flatland_config(preset), samples, seed, latent_stride=codec.latent_stride)
