@@ -7,7 +7,7 @@
 Trains a fresh `flatland-tiny` DiT (`--trainable all`, float32) with `hydra_wm.training.train` on an in-memory
 `FlatlandDataset` (`small`: 32x32, 20 + 20 frames), each clip rendered and encoded on the fly by `PixelCodec`
 (space-to-depth 2, one latent frame per video frame) with a null text embedding, through `EncodedDataset`
-(`codecs.flatland_training_dataset`): the data `hydra-wm train flatland:small` trains on. Reports s/step and
+(`flatland.training.flatland_training_dataset`): the data `hydra-wm train flatland:small` trains on. Reports s/step and
 samples/s (from the training log, first logged window dropped as warm-up) and the loss curve (mean of the
 first and of the last 10 steps). Wall-clock figures depend on what else the machine runs: report it with them.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hydra_wm.config import dit_config
-from hydra_wm.models.codecs import flatland_training_dataset
+from hydra_wm.flatland.training import flatland_training_dataset
 from hydra_wm.training import TrainConfig, train
 
 PRESET = "flatland-tiny"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from . import _compat
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -34,3 +36,6 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'hydra_wm' has no attribute {name!r}")
+
+
+_compat.install()  # old module paths (hydra_wm.model, ...) keep working for one release

@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import HydraError
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
 
 ATTENTION_MODES = ("memory", "full", "window")
 RETRIEVAL_MODES = ("relevance", "camera")
 PREDICTIONS = ("velocity", "sample")
-
-
-class ConfigError(HydraError, ValueError):
-    """A configuration value is out of range or inconsistent."""
 
 
 def int_triple(value, name: str) -> tuple[int, int, int]:
@@ -40,6 +39,17 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
             f"(temporal {temporal}, spatial {spatial}); choose e.g. 24, 64 or 128"
         )
     return temporal, spatial, spatial
+
+
+def window_starts(num_frames: int, window: int, device: torch.device | None = None) -> Tensor:
+    """(F,) first frame of each frame's local window (`DiTConfig.window` frames), centred and clamped to the clip.
+
+    The window `memory` and `window` attention give every query frame (`models.memory`), and what Flatland's
+    "revisited beyond the window" metric measures against (`flatland.views`): defined once, here.
+    """
+    window = min(window, num_frames)
+    frames = torch.arange(num_frames, device=device)
+    return (frames - (window - 1) // 2).clamp(0, num_frames - window)
 
 
 @dataclass

@@ -14,3 +14,7 @@ class InputError(HydraError, ValueError):
 
 class CheckpointError(HydraError, ValueError):
     """A checkpoint is missing, or its keys or shapes do not match the model."""
+
+
+class ConfigError(HydraError, ValueError):
+    """A configuration value is out of range or inconsistent."""

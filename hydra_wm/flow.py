@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
 
 
 def shifted_sigmas(num_steps: int, shift: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .evaluation.plots import RetrievalRecord, RetrievalRecorder
 from .flow import FlowMatchSchedule
 from .models.loading import load_dit
 from .models.memory import Retrieval
-from .models.state_dicts import read_state_dict
+from .models.state_dicts import WAN21_URL, read_state_dict
 from .models.text_encoder import (
     T5_FILENAME,
     TOKENIZER_SUBDIR,
@@ -40,7 +40,7 @@ from .models.text_encoder import (
     load_text_encoder,
     load_tokenizer,
 )
-from .models.vae import WAN21_URL, load_vae, vae_config
+from .models.vae import load_vae, vae_config
 from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"

@@ -50,7 +50,7 @@ def main() -> None:
                     item["context_cameras"][None], item["target_cameras"][None],
                     num_context_frames=context.shape[2])  # fmt: skip
             per_block = len(calls) // dit.cfg.num_layers  # memory/window attention runs in chunks of query frames
-            # query frames whose window holds no context frame: from Tc + (w-1)//2 on (`retrieval.window_starts`)
+            # query frames whose window holds no context frame: from Tc + (w-1)//2 on (`config.window_starts`)
             first = context.shape[2] + (dit.cfg.window - 1) // 2
             for block in range(dit.cfg.num_layers):
                 chunks = calls[block * per_block : (block + 1) * per_block]

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from hydra_wm.config import dit_config, rope_split
-from hydra_wm.data.preprocess import EncodedDataset, encode_sample, latent_subject_mask, write_sample
+from hydra_wm.data.preprocess import EncodedDataset, encode_sample, latent_subject_mask, pixel_encoders
+from hydra_wm.data.samples import SUBJECT_MASK, read_sample, write_sample
 from hydra_wm.errors import InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config
-from hydra_wm.models.codecs import PixelCodec, flatland_training_dataset, pixel_encoders
+from hydra_wm.flatland.training import flatland_training_dataset
+from hydra_wm.models.codecs import PixelCodec
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.training import collate
-from hydra_wm.training.data import SUBJECT_MASK, read_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

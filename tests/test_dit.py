@@ -10,14 +10,13 @@ from conftest import FIXTURES
 from safetensors.torch import load_file, save_file
 
 import hydra_wm
-from hydra_wm.config import ConfigError, dit_config, rope_split
-from hydra_wm.errors import CheckpointError, InputError
+from hydra_wm.config import dit_config, rope_split, window_starts
+from hydra_wm.errors import CheckpointError, ConfigError, InputError
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.models.loading import HYDRA_MODULES
 from hydra_wm.models.memory import (
     memory_eligibility,
     select_memory,
-    window_starts,
     windowed_memory_attention,
 )
 from hydra_wm.models.parity import MAX_ABS_TOL, REL_L2_TOL, run_parity

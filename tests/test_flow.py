@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-from hydra_wm.config import ConfigError
+from hydra_wm.errors import ConfigError
 from hydra_wm.flow import FlowMatchSchedule, round_timestep_bf16
 
 

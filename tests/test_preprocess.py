@@ -12,13 +12,13 @@ from test_vae import recipe_state as vae_recipe
 from hydra_wm.cli import main
 from hydra_wm.data import HMWorldDataset
 from hydra_wm.data.preprocess import EncodedDataset, Encoders, load_encoders, null_text, preprocess
+from hydra_wm.data.samples import SUBJECT_MASK, read_sample
 from hydra_wm.errors import InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config, write_dataset
 from hydra_wm.models.loading import load_dit
 from hydra_wm.models.text_encoder import encode_prompts, original_t5_shapes, text_encoder_config
 from hydra_wm.models.vae import original_vae_shapes, vae_config
 from hydra_wm.training import PreprocessedDataset, TrainConfig, train
-from hydra_wm.training.data import SUBJECT_MASK, read_sample
 
 TEXT_LENGTH = 512
 

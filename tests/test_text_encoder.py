@@ -8,8 +8,7 @@ from conftest import FIXTURES
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from hydra_wm.config import ConfigError
-from hydra_wm.errors import CheckpointError, InputError
+from hydra_wm.errors import CheckpointError, ConfigError, InputError
 from hydra_wm.models.text_encoder import (
     WAN_NEGATIVE_PROMPT,
     TextEncoderConfig,

@@ -9,15 +9,14 @@ import torch
 from safetensors.torch import save_file
 
 from hydra_wm.cli import main
-from hydra_wm.config import ConfigError, dit_config
-from hydra_wm.data.preprocess import write_manifest, write_sample
-from hydra_wm.errors import InputError
+from hydra_wm.config import dit_config
+from hydra_wm.data.samples import SUBJECT_MASK, read_sample, write_manifest, write_sample
+from hydra_wm.errors import ConfigError, InputError
 from hydra_wm.flow import FlowMatchSchedule
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.models.loading import load_dit
 from hydra_wm.training import DataOrder, PreprocessedDataset, TrainConfig, collate, flow_matching_loss, train
 from hydra_wm.training.checkpoint import read_checkpoint
-from hydra_wm.training.data import SUBJECT_MASK, read_sample
 from hydra_wm.training.loop import set_trainable
 
 CHANNELS, FRAMES, SIZE, TEXT_ROWS, TEXT_DIM = 4, 4, 8, 16, 16

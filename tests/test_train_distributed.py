@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hydra_wm.data.preprocess import write_manifest, write_sample
+from hydra_wm.data.samples import write_manifest, write_sample
 
 SETTINGS = dict(
     preset="debug",

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import HMWorldDataset
     from ..data.preprocess import load_encoders, preprocess
-    from ..training.parallel import env_rank, pick_device
+    from ..distributed import env_rank, pick_device
 
     rank, world_size, local_rank = env_rank()
     device = pick_device(args.device, local_rank)

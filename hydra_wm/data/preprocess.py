@@ -4,7 +4,7 @@ Per sample (REFERENCE.md §5): the context and target clips are encoded by the V
 is causal in time, so the target's first frame is encoded as a first frame, as in the reference), the caption
 by the text encoder (512 tokens, padding rows zero), and the relative cameras are read one per latent frame.
 The result is written as one safetensors file per sample plus a JSON manifest (format:
-`hydra_wm.training.data`). Runs are idempotent and resumable: finished samples are skipped, every file is
+`hydra_wm.data.samples`). Runs are idempotent and resumable: finished samples are skipped, every file is
 written atomically, a bad sample is reported and skipped. Under `torchrun`, rank r takes samples r, r + N, ...
 and nothing else is coordinated.
 
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..io_utils import atomic_path, write_text_atomic
-from ..training.data import FORMAT_VERSION, MANIFEST, SAMPLE_FORMAT, SAMPLES_DIR, SUBJECT_MASK, pack_sample
+from ..io_utils import write_text_atomic
+from ..models.codecs import PixelCodec
+from .samples import SUBJECT_MASK, sample_path, write_manifest, write_sample
 
 VAE_FILENAME = "Wan2.1_VAE.pth"
 
@@ -66,6 +66,25 @@ def wan_encoders(
 def null_text(dim: int, length: int = 1) -> Callable[[Sequence[str]], Tensor]:
     """`encode_text` for a model without text: `length` zero rows of width `dim` per caption."""
     return lambda captions: torch.zeros(len(captions), length, dim)
+
+
+def pixel_encoders(codec: PixelCodec | None = None, text_dim: int = 8, text_length: int = 1) -> Encoders:
+    """`Encoders` for a model without text: `codec` (default `PixelCodec()`) and `null_text`."""
+    codec = codec or PixelCodec()
+    return Encoders(
+        encode_video=codec.encode,
+        encode_text=null_text(text_dim, text_length),
+        latent_stride=codec.latent_stride,
+        settings={
+            "codec": "pixel",
+            "factor": codec.factor,
+            "mean": codec.mean,
+            "std": codec.std,
+            "text": "null",
+            "text_dim": text_dim,
+            "text_length": text_length,
+        },
+    )
 
 
 def load_encoders(
@@ -228,36 +247,6 @@ class PreprocessReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def sample_path(out: str | os.PathLike, name: str) -> Path:
-    return Path(out) / SAMPLES_DIR / f"{name}.safetensors"
-
-
-def write_sample(path: Path, item: dict[str, Tensor], name: str, caption: str, latent_dtype=None) -> None:
-    """Write one sample file atomically (a crash never leaves a partial file under the final name)."""
-    tensors, metadata = pack_sample(item, name, caption)
-    if latent_dtype is not None:
-        tensors = {k: v.to(latent_dtype) if k.endswith("latents") else v for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def write_manifest(out: Path, settings: dict) -> None:
-    """Record the encoding settings; refuse a folder preprocessed with different ones (mixing is silent harm)."""
-    manifest = out / MANIFEST
-    record = {"format": SAMPLE_FORMAT, "version": FORMAT_VERSION, "settings": settings}
-    if manifest.is_file():
-        try:
-            old = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if old is not None and old.get("settings") != settings:
-            raise InputError(
-                f"{manifest}: samples there were preprocessed with other settings ({old.get('settings')}); "
-                "use another output folder"
-            )
-    write_text_atomic(manifest, json.dumps(record, indent=1))  # every rank writes the same bytes
 
 
 def preprocess(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models.memory import window_starts
+from ..config import window_starts
 
 
 def panorama_width(width: int, fov_deg: float) -> int:
@@ -51,7 +51,7 @@ def revisited_beyond_window(yaw_deg, context_frames: int, width: int, fov_deg: f
     """``[Tt, W]`` bool: target view columns seen in the context, but in no context frame of the frame's window.
 
     ``yaw_deg`` covers context then target frames (``Tc + Tt``). The window of frame g is HyDRA's local window
-    over the whole clip (`retrieval.window_starts`, centred, ``window`` frames, one latent frame per video
+    over the whole clip (`config.window_starts`, centred, ``window`` frames, one latent frame per video
     frame as with the pixel codec). True columns are background the model must take from memory: a `window`
     model sees at most the (not yet generated) target frames around g there.
     """

@@ -2,9 +2,10 @@
 
 A codec here is anything with the `WanVAE` interface the rest of the package uses: ``encode(video)`` with video
 (B, 3, T, H, W) in [-1, 1] -> latents (B, C, F, h, w) float32, ``decode(latents)`` -> video clamped to [-1, 1],
-and ``config.temporal_factor`` / ``config.spatial_factor`` / ``config.z_dim``. `pixel_encoders` wraps one into
-the `preprocess.Encoders` that `EncodedDataset` and `preprocess` take, with a null text embedding;
-`flatland_training_dataset` is the built-in model's training set: Flatland clips rendered and encoded on the fly.
+and ``config.temporal_factor`` / ``config.spatial_factor`` / ``config.z_dim``. `data.preprocess.pixel_encoders`
+wraps one into the `Encoders` that `EncodedDataset` and `preprocess` take, with a null text embedding;
+`flatland.training.flatland_training_dataset` is the built-in model's training set: Flatland clips rendered and
+encoded on the fly.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..config import ConfigError
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 # Pixel statistics of Flatland video in [-1, 1], measured on 64 clips of the `small` preset (seed 0, all 40
 # frames): mean 0.113 (per channel 0.121 / 0.109 / 0.109), std 0.456 (0.455 / 0.435 / 0.476). Rounded, fixed
@@ -122,41 +122,3 @@ class PixelCodec(nn.Module):
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, z_dim={self.z_dim}, mean={self.mean}, std={self.std}"
-
-
-def pixel_encoders(codec: PixelCodec | None = None, text_dim: int = 8, text_length: int = 1):
-    """`preprocess.Encoders` for a model without text: `codec` (default `PixelCodec()`) and `null_text`."""
-    from ..data.preprocess import Encoders, null_text
-
-    codec = codec or PixelCodec()
-    return Encoders(
-        encode_video=codec.encode,
-        encode_text=null_text(text_dim, text_length),
-        latent_stride=codec.latent_stride,
-        settings={
-            "codec": "pixel",
-            "factor": codec.factor,
-            "mean": codec.mean,
-            "std": codec.std,
-            "text": "null",
-            "text_dim": text_dim,
-            "text_length": text_length,
-        },
-    )
-
-
-def flatland_training_dataset(
-    preset: str = "small", samples: int = 512, seed: int = 0, *, factor: int = 2, text_dim: int = 8
-):
-    """`EncodedDataset` of `samples` Flatland clips (preset `preset`, `seed`) through `PixelCodec(factor)`, null text.
-
-    Nothing touches the disk: clip i is rendered and encoded when read, identical to sample i that
-    `hydra-wm flatland` + `hydra-wm preprocess` would write with the same codec. `text_dim` is the width of the
-    null text embedding (8: `flatland-tiny`'s).
-    """
-    from ..data.preprocess import EncodedDataset
-    from ..flatland import FlatlandDataset, flatland_config
-
-    codec = PixelCodec(factor)
-    clips = FlatlandDataset(flatland_config(preset), samples, seed, latent_stride=codec.latent_stride)
-    return EncodedDataset(clips, pixel_encoders(codec, text_dim=text_dim))

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from ..config import window_starts
+
 
 @dataclass
 class Retrieval:
@@ -37,13 +39,6 @@ class Retrieval:
     """(B, F, k) False where fewer than k memory frames were eligible and the slot is unused."""
     all_scores: Tensor
     """(B, F, Fm) relevance of every memory frame, -inf where excluded by the window (float32)."""
-
-
-def window_starts(num_frames: int, window: int, device: torch.device | None = None) -> Tensor:
-    """(F,) first frame of each frame's local window, centred and clamped to the clip."""
-    window = min(window, num_frames)
-    frames = torch.arange(num_frames, device=device)
-    return (frames - (window - 1) // 2).clamp(0, num_frames - window)
 
 
 def memory_eligibility(

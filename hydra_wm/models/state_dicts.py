@@ -1,4 +1,5 @@
-"""The one reader of checkpoint files for every model (DiT, VAE, umT5, LPIPS): tensors plus metadata."""
+"""The one reader of checkpoint files for every model (DiT, VAE, umT5, LPIPS): tensors plus metadata, and the
+layout check of files in a published key layout."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 
+WAN21_URL = "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B"
+"""Where the Wan2.1-T2V-1.3B files (DiT, VAE, umT5 encoder, tokenizer) come from; nothing is downloaded."""
 # Wrappers seen around released state dicts: Wan2.1_VAE.pth (`model_state`), training checkpoints (`state_dict`).
 _WRAPPERS = ("model_state", "state_dict")
 
@@ -44,3 +47,20 @@ def read_state_dict(
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors ({what}), got {type(state).__name__}")
     return state, metadata
+
+
+def check_layout(
+    state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, source: str | Path, what: str
+) -> None:
+    """Raise a one-line CheckpointError unless `state` has exactly the keys and shapes of `expected`."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = [f"{len(missing)} keys missing (e.g. {missing[0]!r})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})"] if unexpected else []
+        raise CheckpointError(f"{source}: {' and '.join(parts)}; expected the {what} layout")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise CheckpointError(
+                f"{source}: key {key!r} has shape {tuple(state[key].shape)}, expected {shape} ({what})"
+            )

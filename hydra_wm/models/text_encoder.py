@@ -27,10 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError
-from ..errors import CheckpointError, InputError
-from .state_dicts import read_state_dict
-from .vae import WAN21_URL, check_layout
+from ..errors import CheckpointError, ConfigError, InputError
+from .state_dicts import WAN21_URL, check_layout, read_state_dict
 
 # Wan2.1 `wan/configs/shared_config.py`, `sample_neg_prompt`: the negative prompt of every Wan2.1 sample (and
 # HyDRA's).

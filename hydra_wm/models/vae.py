@@ -26,11 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError
-from ..errors import CheckpointError, InputError
-from .state_dicts import read_state_dict
+from ..errors import CheckpointError, ConfigError, InputError
+from .state_dicts import WAN21_URL, check_layout, read_state_dict
 
-WAN21_URL = "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B"
 # Residual blocks per encoder level (the decoder has one more): fixed at Wan2.1's 2 because diffusers' key
 # converter hard-codes the block indices this implies.
 NUM_RES_BLOCKS = 2
@@ -210,23 +208,6 @@ def original_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
             "diffusers' AutoencoderKLWan no longer matches the Wan2.1 VAE layout this code expects"
         )
     return {orig: model_shapes[new] for orig, new in names.items()}
-
-
-def check_layout(
-    state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, source: str | Path, what: str
-) -> None:
-    """Raise a one-line CheckpointError unless `state` has exactly the keys and shapes of `expected`."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = [f"{len(missing)} keys missing (e.g. {missing[0]!r})"] if missing else []
-        parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})"] if unexpected else []
-        raise CheckpointError(f"{source}: {' and '.join(parts)}; expected the {what} layout")
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise CheckpointError(
-                f"{source}: key {key!r} has shape {tuple(state[key].shape)}, expected {shape} ({what})"
-            )
 
 
 # ----------------------------------------------------------------------------------------------------- tiling

@@ -1,7 +1,11 @@
-"""Training: `TrainConfig`, the loop (`train`), the preprocessed-data reader, parallelism and checkpoints."""
+"""Training: `TrainConfig`, the loop (`train`), batching and data order, parallelism and checkpoints.
 
+`PreprocessedDataset` and `read_sample` (the sample format, `hydra_wm.data.samples`) are re-exported here: the
+reader `train` uses for a preprocessed folder."""
+
+from ..data.samples import PreprocessedDataset, read_sample
 from .config import TrainConfig
-from .data import DataOrder, PreprocessedDataset, collate, read_sample
+from .data import DataOrder, collate
 from .loop import TrainResult, build_model, export_checkpoint, flow_matching_loss, set_trainable, train
 
 __all__ = [

@@ -16,7 +16,8 @@ import textwrap
 from dataclasses import dataclass
 from functools import cache
 
-from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, ConfigError, int_triple
+from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, int_triple
+from ..errors import ConfigError
 
 TRAINABLE = ("auto", "hydra", "all")
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -1,105 +1,21 @@
-"""Training data: the preprocessed-sample format, its reader (reads only), batching and a resumable data order.
+"""Training data: batching and a resumable data order over any dataset of training tensors.
 
-A preprocessed folder (written by `hydra_wm.preprocess`) holds `manifest.json` (how the samples were encoded)
-and `samples/<name>.safetensors`, one file per sample, no pickles:
-
-* ``context_latents`` (C, Fc, h, w) and ``target_latents`` (C, Ft, h, w): each clip encoded on its own;
-* ``context_cameras`` (Fc, 12) and ``target_cameras`` (Ft, 12): relative cameras, one per latent frame;
-* ``text`` (n, Dt): the caption embedding with its all-zero padding rows cut off; the reader pads it back to
-  the ``text_length`` rows (512 for umT5) stored in the file's metadata, so the DiT sees exactly the encoder's
-  output while a file stores ~30-100 rows instead of 512;
-* optionally ``target_subject_mask`` (Ft, h, w) uint8: 1 on the target latent cells that show a subject (from
-  ``tgt_mask.mp4``), what ``TrainConfig.subject_loss_weight`` weights. Older files without it still load.
-
-Any map-style dataset whose items have these five keys (``text`` padded) trains the same way: see
-`hydra_wm.preprocess.EncodedDataset` for encoding an in-memory dataset (e.g. Flatland) on the fly.
+Items are dicts of the training tensors (the format of `hydra_wm.data.samples`: a `PreprocessedDataset`, or an
+`EncodedDataset` encoding clips on the fly); `collate` stacks them, `DataOrder` decides which samples each
+process sees at each micro-step, and `make_loader` streams the batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from torch import Tensor
 
+from ..data.samples import OPTIONAL_KEYS, TENSOR_KEYS
 from ..errors import InputError
-
-SAMPLE_FORMAT = "hydra-wm-sample"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-SAMPLES_DIR = "samples"
-TENSOR_KEYS = ("context_latents", "target_latents", "context_cameras", "target_cameras", "text")
-SUBJECT_MASK = "target_subject_mask"
-"""Optional tensor of a sample: uint8 ``[Ft, h, w]`` on the target latents' grid, 1 where a latent cell's footprint
-shows a subject (`preprocess.latent_subject_mask`); what `TrainConfig.subject_loss_weight` weights."""
-OPTIONAL_KEYS = (SUBJECT_MASK,)
-
-
-def pack_sample(item: dict[str, Tensor], name: str, caption: str) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Training tensors of one sample -> (tensors, metadata) as stored: contiguous, text padding rows cut."""
-    text = item["text"]
-    valid = text.abs().amax(dim=-1) > 0  # (Lt,)
-    length = int(valid.nonzero().max()) + 1 if valid.any() else 0
-    tensors = {key: item[key].contiguous() for key in TENSOR_KEYS + OPTIONAL_KEYS if key != "text" and key in item}
-    tensors["text"] = text[:length].contiguous()
-    metadata = {
-        "format": SAMPLE_FORMAT,
-        "version": str(FORMAT_VERSION),
-        "name": name,
-        "caption": caption,
-        "text_length": str(text.shape[0]),
-    }
-    return tensors, metadata
-
-
-def read_sample(path: str | os.PathLike) -> dict[str, Tensor]:
-    """One preprocessed sample file -> the five training tensors (text padded back with zero rows), plus the
-    optional subject mask where the file has one."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as exc:  # safetensors raises its own types for a corrupt file
-        raise InputError(f"{path}: not a readable safetensors sample ({exc})") from None
-    known = set(TENSOR_KEYS) <= set(tensors) <= set(TENSOR_KEYS + OPTIONAL_KEYS)
-    if metadata.get("format") != SAMPLE_FORMAT or not known:
-        raise InputError(f"{path}: not a hydra-wm sample (expected tensors {', '.join(TENSOR_KEYS)})")
-    text = tensors["text"]
-    length = int(metadata["text_length"])
-    tensors["text"] = torch.cat([text, text.new_zeros(length - text.shape[0], text.shape[1])])  # (Lt, Dt)
-    return tensors
-
-
-class PreprocessedDataset(torch.utils.data.Dataset):
-    """The samples of a preprocessed folder, in sorted name order; item i is a dict of the five tensors (and the
-    optional subject mask)."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        manifest = self.root / MANIFEST
-        if not manifest.is_file():
-            raise InputError(f"{self.root}: no {MANIFEST}; expected a folder written by `hydra-wm preprocess`")
-        try:
-            self.manifest = json.loads(manifest.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{manifest}: not valid JSON ({exc.msg})") from None
-        self.paths = sorted((self.root / SAMPLES_DIR).glob("*.safetensors"))
-        if not self.paths:
-            raise InputError(f"{self.root / SAMPLES_DIR}: no preprocessed samples")
-        self.names = [p.stem for p in self.paths]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return read_sample(self.paths[index])
 
 
 def collate(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:

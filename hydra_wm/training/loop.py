@@ -28,15 +28,17 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..config import ConfigError, dit_config
-from ..errors import CheckpointError, InputError
+from ..config import dit_config
+from ..data.samples import SUBJECT_MASK, PreprocessedDataset
+from ..errors import CheckpointError, ConfigError, InputError
+from ..flatland.training import flatland_training_dataset
 from ..flow import FlowMatchSchedule, round_timestep_bf16
 from ..io_utils import write_text_atomic
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
 from . import checkpoint as ckpt
 from .config import RESUMABLE_CHANGES, TrainConfig, field_defaults, flatland_source
-from .data import SUBJECT_MASK, DataOrder, PreprocessedDataset, batch_to_model_inputs, make_loader
+from .data import DataOrder, batch_to_model_inputs, make_loader
 from .parallel import (
     DistInfo,
     all_reduce_mean,
@@ -177,8 +179,6 @@ def training_dataset(config: TrainConfig):
     """
     if config.flatland is None:
         return PreprocessedDataset(config.data)
-    from ..models.codecs import flatland_training_dataset
-
     text_dim = dit_config(config.preset or "flatland-tiny").text_dim
     return flatland_training_dataset(
         config.flatland,

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import InputError
+from ..distributed import env_rank, pick_device
 
 
 @dataclass(frozen=True)
@@ -35,21 +34,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def env_rank() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for a plain run."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def pick_device(preference: str, local_rank: int) -> torch.device:
-    """`cuda` -> cuda:LOCAL_RANK (error if absent), `cpu`, `auto` -> cuda when available."""
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda: no CUDA device is available")
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def init_distributed(device_preference: str = "auto") -> DistInfo:
