@@ -16,7 +16,6 @@ all samples before the next model is loaded, so the three models are never resid
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,23 +27,14 @@ from tqdm import tqdm
 from .errors import CheckpointError, InputError
 from .evaluation.plots import RetrievalRecord, RetrievalRecorder
 from .flow import FlowMatchSchedule
-from .models.loading import load_dit
+from .models.loading import EncoderFiles, load_dit
 from .models.memory import Retrieval
-from .models.state_dicts import WAN21_URL, read_state_dict
-from .models.text_encoder import (
-    T5_FILENAME,
-    TOKENIZER_SUBDIR,
-    WAN_NEGATIVE_PROMPT,
-    TextEncoderConfig,
-    encode_prompts,
-    load_text_encoder,
-    load_tokenizer,
-)
-from .models.vae import load_vae, vae_config
+from .models.state_dicts import WAN21_URL
+from .models.text_encoder import WAN_NEGATIVE_PROMPT, encode_prompts, load_text_encoder, load_tokenizer
+from .models.vae import load_vae
 from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
-VAE_FILENAME = "Wan2.1_VAE.pth"
 DIT_PATTERN = "diffusion_pytorch_model*.safetensors"
 # VAE: 8x spatial; DiT patch: 2x; HyDRA's memory tokenizer halves the token grid again, so at least 2 tokens.
 SIZE_MULTIPLE = 16
@@ -186,13 +176,14 @@ class ModelFiles:
 
     @classmethod
     def find(cls, ckpt_dir: str | Path, hydra_ckpt: str | Path | None = None) -> ModelFiles:
-        """Locate every file; raise one CheckpointError listing all that are missing and where to get them."""
+        """Locate every file; raise one CheckpointError listing all that are missing and where to get them.
+
+        The encoders are found as `hydra-wm preprocess` finds them (`EncoderFiles`)."""
         root = Path(ckpt_dir)
-        vae, t5, tokenizer = root / VAE_FILENAME, root / T5_FILENAME, root / TOKENIZER_SUBDIR
+        encoders = EncoderFiles.locate(root)
         dits = sorted(root.glob(DIT_PATTERN)) if root.is_dir() else []
         hydra = Path(hydra_ckpt) if hydra_ckpt is not None else None
-        wan_missing = [str(p) for p in (vae, t5) if not p.is_file()]
-        wan_missing += [f"{tokenizer}/ (tokenizer folder)"] if not tokenizer.is_dir() else []
+        wan_missing = encoders.missing()
         if hydra is None and not dits:
             wan_missing.append(f"{root / 'diffusion_pytorch_model.safetensors'} (DiT)")
         problems = [f"{', '.join(wan_missing)} (from {WAN21_URL})"] if wan_missing else []
@@ -205,30 +196,7 @@ class ModelFiles:
                 f"{root}: {len(dits)} DiT shards ({dits[0].name}, ...); only a single-file DiT (Wan2.1 1.3B) "
                 "is supported"
             )
-        return cls(vae, t5, tokenizer, dits[0] if dits else None, hydra)
-
-
-def _block_count(state: dict, prefix: str) -> int:
-    return len({m.group(1) for k in state if (m := re.match(rf"{prefix}\.(\d+)\.", k))})
-
-
-def text_encoder_config_of(path: Path) -> TextEncoderConfig:
-    """Architecture of a umT5 file in the Wan2.1 layout, from its tensor shapes (memory-mapped: no RAM)."""
-    state, _ = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`")
-    keys = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
-    pos = "blocks.0.pos_embedding.embedding.weight"
-    if not all(k in state for k in (*keys, pos)):
-        return TextEncoderConfig()  # let the loader report the layout mismatch
-    buckets, heads = state[pos].shape
-    return TextEncoderConfig(
-        vocab=state[keys[0]].shape[0],
-        dim=state[keys[0]].shape[1],
-        dim_attn=state[keys[1]].shape[0],
-        dim_ffn=state[keys[2]].shape[0],
-        num_heads=heads,
-        num_buckets=buckets,
-        num_layers=_block_count(state, "blocks"),
-    )
+        return cls(encoders.vae, encoders.text_encoder, encoders.tokenizer, dits[0] if dits else None, hydra)
 
 
 # ------------------------------------------------------------------------------------------ denoising loop
@@ -346,16 +314,11 @@ class HydraPipeline:
     # -------------------------------------------------------------------------------- model loaders
     def _load_text_encoder(self) -> nn.Module:
         self.log(f"loading text encoder {self.files.text_encoder}")
-        config = text_encoder_config_of(self.files.text_encoder)
-        return load_text_encoder(self.files.text_encoder, config, device=self.device, dtype=self.dtype)
+        return load_text_encoder(self.files.text_encoder, device=self.device, dtype=self.dtype)
 
     def _load_vae(self) -> nn.Module:
         self.log(f"loading VAE {self.files.vae}")
-        state, _ = read_state_dict(self.files.vae, what=f"the Wan2.1 VAE `{VAE_FILENAME}`")
-        base_dim = state["encoder.conv1.weight"].shape[0] if "encoder.conv1.weight" in state else None
-        del state
-        config = vae_config("wan2.1", **({"base_dim": base_dim} if base_dim else {}))
-        return load_vae(self.files.vae, config, device=self.device, dtype=self.dtype)
+        return load_vae(self.files.vae, device=self.device, dtype=self.dtype)
 
     def _load_dit(self) -> nn.Module:
         path = self.files.hydra or self.files.dit

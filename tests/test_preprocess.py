@@ -13,9 +13,9 @@ from hydra_wm.cli import main
 from hydra_wm.data import HMWorldDataset
 from hydra_wm.data.preprocess import EncodedDataset, Encoders, load_encoders, null_text, preprocess
 from hydra_wm.data.samples import SUBJECT_MASK, read_sample
-from hydra_wm.errors import InputError
+from hydra_wm.errors import CheckpointError, InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config, write_dataset
-from hydra_wm.models.loading import load_dit
+from hydra_wm.models.loading import EncoderFiles, load_dit
 from hydra_wm.models.text_encoder import encode_prompts, original_t5_shapes, text_encoder_config
 from hydra_wm.models.vae import original_vae_shapes, vae_config
 from hydra_wm.training import PreprocessedDataset, TrainConfig, train
@@ -169,6 +169,21 @@ def test_in_memory_dataset_with_a_pixel_codec_and_no_text_trains(tmp_path):
     result = train(config, dataset=dataset)
     assert result.step == 2 and all(loss > 0 for loss in result.losses) and result.model.cfg.in_dim == 48
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.json", "train_log.jsonl"]
+
+
+def test_preprocess_finds_and_loads_the_encoders_as_generate_does(encoders, ckpt_dir, tokenizer_dir):  # noqa: F811
+    """Without presets the architectures come from the files (as `HydraPipeline` loads them), with the same result
+    and the same manifest settings as naming the matching presets."""
+    inferred = load_encoders(ckpt_dir, tokenizer=tokenizer_dir, text_length=TEXT_LENGTH)
+    assert inferred.settings == encoders.settings
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    assert torch.equal(inferred.encode_video(video), encoders.encode_video(video))
+    assert torch.equal(inferred.encode_text(["a red car"]), encoders.encode_text(["a red car"]))
+    files = EncoderFiles.locate(ckpt_dir, tokenizer=tokenizer_dir)
+    assert (files.vae.name, files.tokenizer) == ("Wan2.1_VAE.pth", tokenizer_dir)
+    with pytest.raises(CheckpointError) as err:
+        load_encoders(ckpt_dir / "nowhere")
+    assert all(name in str(err.value) for name in ("Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth", "google"))
 
 
 def test_encode_prompts_is_what_the_encoders_use(encoders, ckpt_dir, tokenizer_dir):  # noqa: F811

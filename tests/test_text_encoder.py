@@ -103,6 +103,14 @@ def test_embedding_is_one_tied_parameter(tmp_path):
     assert not any(p.requires_grad for p in encoder.parameters())
 
 
+def test_architecture_is_read_from_the_file_when_no_config_is_given(tmp_path):
+    """As `load_dit`: without a config the widths, heads, buckets and layers come from the tensor shapes."""
+    config = text_encoder_config("debug", num_layers=3, num_heads=4, num_buckets=16)
+    path = tmp_path / "t5.pth"
+    torch.save(recipe_state(original_t5_shapes(config), seed=4), path)
+    assert load_text_encoder(path).config == config
+
+
 def test_encode_prompts_pads_to_max_length_and_zeroes_padding(tmp_path, tokenizer_dir):
     config = text_encoder_config("debug")
     path = tmp_path / "t5.pth"

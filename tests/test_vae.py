@@ -155,6 +155,12 @@ def test_bad_tiles_and_inputs_are_rejected(debug_vae):
         debug_vae.decode(torch.zeros(1, 4, 1, 4, 4))
 
 
+def test_architecture_is_read_from_the_file_when_no_config_is_given(tmp_path):
+    path = tmp_path / "vae.pth"
+    torch.save(recipe_state(original_vae_shapes(vae_config("debug")), seed=6), path)
+    assert load_vae(path).config == vae_config("debug")
+
+
 def test_missing_file_names_where_to_get_it(tmp_path):
     with pytest.raises(CheckpointError, match="Wan2.1_VAE.pth.*huggingface.co/Wan-AI/Wan2.1-T2V-1.3B"):
         load_vae(tmp_path / "Wan2.1_VAE.pth")

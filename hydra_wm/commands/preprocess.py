@@ -31,8 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vae", help="VAE file (default: CKPT_DIR/Wan2.1_VAE.pth)")
     p.add_argument("--text-encoder", help="umT5 file (default: CKPT_DIR/models_t5_umt5-xxl-enc-bf16.pth)")
     p.add_argument("--tokenizer", help="tokenizer folder (default: CKPT_DIR/google/umt5-xxl)")
-    p.add_argument("--vae-preset", default="wan2.1", help="VAE architecture preset (default wan2.1; debug for tests)")
-    p.add_argument("--text-encoder-preset", default="umt5-xxl", help="text encoder preset (default umt5-xxl)")
+    p.add_argument(
+        "--vae-preset", help="VAE architecture the file must match (default: read from its tensor shapes, as generate)"
+    )
+    p.add_argument(
+        "--text-encoder-preset",
+        help="text encoder architecture the file must match (default: read from its tensor shapes, as generate)",
+    )
     p.add_argument("--text-length", type=int, default=512, help="caption tokens (default 512, as Wan2.1)")
     p.add_argument("--num-frames", type=int, help="frames read from each clip (default: all; must be 1 + 4k)")
     p.add_argument("--height", type=int, help="resize-and-crop height in pixels (default: native)")

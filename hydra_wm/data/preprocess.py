@@ -30,9 +30,16 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..io_utils import write_text_atomic
 from ..models.codecs import PixelCodec
+from ..models.loading import EncoderFiles
+from ..models.text_encoder import (
+    TEXT_ENCODER_PRESETS,
+    encode_prompts,
+    load_text_encoder,
+    load_tokenizer,
+    text_encoder_config,
+)
+from ..models.vae import VAE_PRESETS, load_vae, vae_config
 from .samples import SUBJECT_MASK, sample_path, write_manifest, write_sample
-
-VAE_FILENAME = "Wan2.1_VAE.pth"
 
 
 @dataclass
@@ -53,8 +60,6 @@ def wan_encoders(
     vae, text_encoder, tokenizer, *, text_length: int = 512, tiled: bool = False, settings: dict | None = None
 ) -> Encoders:
     """`Encoders` from a loaded `WanVAE`, umT5 encoder and tokenizer (as Wan2.1 encodes)."""
-    from ..models.text_encoder import encode_prompts
-
     return Encoders(
         encode_video=lambda video: vae.encode(video, tiled=tiled),
         encode_text=lambda captions: encode_prompts(text_encoder, tokenizer, list(captions), text_length),
@@ -93,48 +98,42 @@ def load_encoders(
     vae: str | os.PathLike | None = None,
     text_encoder: str | os.PathLike | None = None,
     tokenizer: str | os.PathLike | None = None,
-    vae_preset: str = "wan2.1",
-    text_encoder_preset: str = "umt5-xxl",
+    vae_preset: str | None = None,
+    text_encoder_preset: str | None = None,
     text_length: int = 512,
     tiled: bool = False,
     device: str | torch.device = "cpu",
 ) -> Encoders:
-    """Load the Wan2.1 VAE, umT5 encoder and tokenizer from `ckpt_dir` (Wan2.1's file names) or explicit paths.
+    """Load the Wan2.1 VAE, umT5 encoder and tokenizer as `hydra-wm generate` does: the files found by
+    `EncoderFiles` (explicit paths win over `ckpt_dir`'s Wan2.1 names), the architectures read from their tensor
+    shapes by `load_vae` / `load_text_encoder`. A preset name instead makes the file match that preset.
 
-    Explicit paths win over `ckpt_dir`. The text encoder runs in bf16 on CUDA and float32 on CPU.
+    The text encoder runs in bf16 on CUDA and float32 on CPU.
     """
-    from ..models.text_encoder import (
-        T5_FILENAME,
-        TOKENIZER_SUBDIR,
-        load_text_encoder,
-        load_tokenizer,
-        text_encoder_config,
-    )
-    from ..models.vae import load_vae, vae_config
-
-    root = Path(ckpt_dir) if ckpt_dir is not None else None
-    paths = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}
-    defaults = {"vae": VAE_FILENAME, "text_encoder": T5_FILENAME, "tokenizer": TOKENIZER_SUBDIR}
-    for key, value in paths.items():
-        if value is None:
-            if root is None:
-                raise InputError(f"preprocess: give --ckpt-dir or --{key.replace('_', '-')}")
-            paths[key] = root / defaults[key]
+    files = EncoderFiles.locate(ckpt_dir, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer).check()
     device = torch.device(device)
     text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    loaded_vae = load_vae(paths["vae"], vae_config(vae_preset), device=device)
+    loaded_vae = load_vae(files.vae, vae_config(vae_preset) if vae_preset else None, device=device)
     encoder = load_text_encoder(
-        paths["text_encoder"], text_encoder_config(text_encoder_preset), device=device, dtype=text_dtype
+        files.text_encoder,
+        text_encoder_config(text_encoder_preset) if text_encoder_preset else None,
+        device=device,
+        dtype=text_dtype,
     )
-    settings = {
-        "vae": str(Path(paths["vae"]).resolve()),
-        "vae_preset": vae_preset,
-        "text_encoder": str(Path(paths["text_encoder"]).resolve()),
-        "text_encoder_preset": text_encoder_preset,
+    settings = {  # presets by name (as manifests have always recorded them), whether given or read from the file
+        "vae": str(files.vae.resolve()),
+        "vae_preset": vae_preset or _preset_name(loaded_vae.config, VAE_PRESETS),
+        "text_encoder": str(files.text_encoder.resolve()),
+        "text_encoder_preset": text_encoder_preset or _preset_name(encoder.config, TEXT_ENCODER_PRESETS),
     }
     return wan_encoders(
-        loaded_vae, encoder, load_tokenizer(paths["tokenizer"]), text_length=text_length, tiled=tiled, settings=settings
+        loaded_vae, encoder, load_tokenizer(files.tokenizer), text_length=text_length, tiled=tiled, settings=settings
     )
+
+
+def _preset_name(config, presets: dict) -> str:
+    """The name of the preset `config` equals, else "custom" (its file's path is recorded beside it)."""
+    return next((name for name, preset in presets.items() if preset == config), "custom")
 
 
 # ----------------------------------------------------------------------------------------------------- encoding

@@ -1,9 +1,13 @@
-"""Load the Wan2.1 / HyDRA DiT from the released files: `load_dit(path)`.
+"""Load the Wan2.1 / HyDRA DiT from the released files (`load_dit(path)`), and find the encoders' files.
 
 Accepted: `.safetensors`, `.pth`, `.ckpt`/`.pt`; a flat state dict or one wrapped as `{"state_dict": ...}`
 (training checkpoints); the base Wan2.1 DiT (825 keys for 1.3B; HyDRA modules are then initialised as the
 reference does) or a full HyDRA checkpoint (1,065 keys). The model is built on the meta device and the
 checkpoint tensors are assigned into it, so a 2B-parameter file is never held twice.
+
+`EncoderFiles` is the one place that knows where the Wan2.1 VAE, umT5 encoder and tokenizer sit in a checkpoint
+folder; `preprocess` and `generate` both find them with it and load them with `load_vae` / `load_text_encoder`,
+which read the architecture from the files' tensor shapes as `load_dit` does.
 """
 
 from __future__ import annotations
@@ -12,16 +16,18 @@ import ast
 import dataclasses
 import math
 import os
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..config import DiTConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from .dit import HydraDiT
-from .state_dicts import read_state_dict
+from .state_dicts import WAN21_URL, count_blocks, read_state_dict
+from .text_encoder import T5_FILENAME, TOKENIZER_SUBDIR
+from .vae import VAE_FILENAME
 
 HYDRA_MODULES = ("self_attn.tokenizer.", "cam_encoder_con.", "cam_encoder_tgt.", "projector.")
 _DEFAULT_HEAD_DIM = 128  # Wan2.1 1.3B and 14B both use 128-channel heads
@@ -58,7 +64,6 @@ def config_from_shapes(state: dict[str, Tensor], path: Path) -> dict:
         raise CheckpointError(f"{path}: not a Wan2.1 DiT checkpoint: missing key(s) {', '.join(missing)}")
     patch = state["patch_embedding.weight"]
     dim, in_dim, *patch_size = patch.shape
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
     return {
         "dim": dim,
         "in_dim": in_dim,
@@ -67,7 +72,7 @@ def config_from_shapes(state: dict[str, Tensor], path: Path) -> dict:
         "text_dim": state["text_embedding.0.weight"].shape[1],
         "freq_dim": state["time_embedding.0.weight"].shape[1],
         "ffn_dim": state["blocks.0.ffn.0.weight"].shape[0] if "blocks.0.ffn.0.weight" in state else 4 * dim,
-        "num_layers": len(blocks),
+        "num_layers": count_blocks(state),
     }
 
 
@@ -155,3 +160,45 @@ def load_dit(
         for module in hydra_modules:
             module.to(model.patch_embedding.weight.dtype)
     return model.to(device).eval()
+
+
+# ------------------------------------------------------------------------------------------------ encoder files
+
+
+@dataclass(frozen=True)
+class EncoderFiles:
+    """The Wan2.1 VAE file, umT5 encoder file and tokenizer folder that preprocessing and generation encode with."""
+
+    vae: Path
+    text_encoder: Path
+    tokenizer: Path
+
+    @classmethod
+    def locate(
+        cls,
+        ckpt_dir: str | os.PathLike | None = None,
+        *,
+        vae: str | os.PathLike | None = None,
+        text_encoder: str | os.PathLike | None = None,
+        tokenizer: str | os.PathLike | None = None,
+    ) -> EncoderFiles:
+        """Explicit paths win; the others are Wan2.1's file names in `ckpt_dir`. Nothing is read (see `missing`)."""
+        given = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}
+        names = {"vae": VAE_FILENAME, "text_encoder": T5_FILENAME, "tokenizer": TOKENIZER_SUBDIR}
+        if ckpt_dir is None and None in given.values():
+            lacking = ", ".join(key for key, path in given.items() if path is None)
+            raise InputError(f"no checkpoint folder and no path for: {lacking}")
+        return cls(**{key: Path(ckpt_dir) / names[key] if path is None else Path(path) for key, path in given.items()})
+
+    def missing(self) -> list[str]:
+        """The files (and the tokenizer folder) that are not there, as errors list them."""
+        files = [str(path) for path in (self.vae, self.text_encoder) if not path.is_file()]
+        return files + ([f"{self.tokenizer}/ (tokenizer folder)"] if not self.tokenizer.is_dir() else [])
+
+    def check(self) -> EncoderFiles:
+        """Self, or one CheckpointError listing every missing file and where to get it."""
+        if missing := self.missing():
+            raise CheckpointError(
+                f"missing checkpoint files: {', '.join(missing)} (from {WAN21_URL}); nothing is downloaded"
+            )
+        return self

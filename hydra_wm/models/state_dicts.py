@@ -4,6 +4,7 @@ layout check of files in a published key layout."""
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def read_state_dict(
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors ({what}), got {type(state).__name__}")
     return state, metadata
+
+
+def count_blocks(state: dict[str, Tensor], prefix: str = "blocks") -> int:
+    """Number of distinct `{prefix}.<i>.` indices among the keys: the layers of a checkpoint, from its key names."""
+    return len({m.group(1) for key in state if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", key))})
 
 
 def check_layout(

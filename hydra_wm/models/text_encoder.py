@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, InputError
-from .state_dicts import WAN21_URL, check_layout, read_state_dict
+from .state_dicts import WAN21_URL, check_layout, count_blocks, read_state_dict
 
 # Wan2.1 `wan/configs/shared_config.py`, `sample_neg_prompt`: the negative prompt of every Wan2.1 sample (and
 # HyDRA's).
@@ -209,12 +209,24 @@ class UMT5TextEncoder(nn.Module):
         return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
-def _as_config(config: TextEncoderConfig | dict | None) -> TextEncoderConfig:
-    if config is None:
+def config_from_shapes(state: dict[str, torch.Tensor]) -> TextEncoderConfig:
+    """The architecture of a umT5 file in the Wan2.1 layout, from its tensor shapes (widths, heads from the
+    position-bias table, buckets, layers). A file without those keys gets umT5-XXL's, and the layout check that
+    follows names what is wrong with it."""
+    keys = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
+    pos = "blocks.0.pos_embedding.embedding.weight"
+    if not all(k in state for k in (*keys, pos)):
         return TextEncoderConfig()
-    if isinstance(config, dict):
-        return TextEncoderConfig.from_dict(config)
-    return config
+    buckets, heads = state[pos].shape
+    return TextEncoderConfig(
+        vocab=state[keys[0]].shape[0],
+        dim=state[keys[0]].shape[1],
+        dim_attn=state[keys[1]].shape[0],
+        dim_ffn=state[keys[2]].shape[0],
+        num_heads=heads,
+        num_buckets=buckets,
+        num_layers=count_blocks(state),
+    )
 
 
 def load_text_encoder(
@@ -227,11 +239,15 @@ def load_text_encoder(
     """Load the Wan2.1 umT5 encoder file (original key layout; `.pth` or `.safetensors`), in eval mode.
 
     `config` is a `TextEncoderConfig`, a dict with its keys (vocab, dim, dim_attn, dim_ffn, num_heads,
-    num_layers, num_buckets, shared_pos), or None for umT5-XXL. Default dtype bf16, as Wan2.1 runs it
-    (`t5_dtype`).
+    num_layers, num_buckets, shared_pos), or None: read from the file's tensor shapes (`config_from_shapes`), as
+    `load_dit` does; either way the file must match it key for key and shape for shape. Default dtype bf16, as
+    Wan2.1 runs it (`t5_dtype`).
     """
-    config = _as_config(config)
     state, _ = read_state_dict(path, what=f"the umT5-XXL encoder `{T5_FILENAME}`", hint=f"download it from {WAN21_URL}")
+    if config is None:
+        config = config_from_shapes(state)
+    elif isinstance(config, dict):
+        config = TextEncoderConfig.from_dict(config)
     check_layout(state, original_t5_shapes(config), source=path, what=f"Wan2.1 umT5 encoder ({T5_FILENAME})")
     # One tensor at a time, dropping each source tensor: never two copies of the 11 GB file.
     converted = {_hf_key(key): state.pop(key).to(device=device, dtype=dtype) for key in list(state)}

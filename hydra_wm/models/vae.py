@@ -29,6 +29,8 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputError
 from .state_dicts import WAN21_URL, check_layout, read_state_dict
 
+VAE_FILENAME = "Wan2.1_VAE.pth"
+"""The VAE file of the Wan2.1 checkpoint folder."""
 # Residual blocks per encoder level (the decoder has one more): fixed at Wan2.1's 2 because diffusers' key
 # converter hard-codes the block indices this implies.
 NUM_RES_BLOCKS = 2
@@ -358,6 +360,13 @@ class WanVAE(nn.Module):
         return video.clamp(-1.0, 1.0)
 
 
+def config_from_shapes(state: dict[str, torch.Tensor]) -> VAEConfig:
+    """The architecture of a VAE file in the Wan2.1 layout, from its tensor shapes: Wan2.1's, with the width of
+    the first encoder level read from ``encoder.conv1`` (the file is checked against the result when loading)."""
+    conv = state.get("encoder.conv1.weight")
+    return VAEConfig() if conv is None else VAEConfig(base_dim=conv.shape[0])
+
+
 def load_vae(
     path: str | Path,
     config: VAEConfig | None = None,
@@ -365,10 +374,14 @@ def load_vae(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> WanVAE:
-    """Load `Wan2.1_VAE.pth` (original key layout; `.pth` or `.safetensors`) into an eval-mode `WanVAE`."""
-    config = config or VAEConfig()
-    state, _ = read_state_dict(path, what="the Wan2.1 VAE `Wan2.1_VAE.pth`", hint=f"download it from {WAN21_URL}")
-    check_layout(state, original_vae_shapes(config), source=path, what="Wan2.1 VAE (Wan2.1_VAE.pth)")
+    """Load `Wan2.1_VAE.pth` (original key layout; `.pth` or `.safetensors`) into an eval-mode `WanVAE`.
+
+    The architecture is `config`, or, when None, read from the file's tensor shapes (`config_from_shapes`), as
+    `load_dit` does; either way the file must match it key for key and shape for shape.
+    """
+    state, _ = read_state_dict(path, what=f"the Wan2.1 VAE `{VAE_FILENAME}`", hint=f"download it from {WAN21_URL}")
+    config = config or config_from_shapes(state)
+    check_layout(state, original_vae_shapes(config), source=path, what=f"Wan2.1 VAE ({VAE_FILENAME})")
     names = _original_to_diffusers_names(config)
     # Convert one tensor at a time and drop the source tensor, so at most one extra tensor is alive at once.
     converted = {names[key]: state.pop(key).to(device=device, dtype=dtype) for key in list(state)}
