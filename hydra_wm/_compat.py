@@ -30,7 +30,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "hydra_wm.video": ("hydra_wm.data.video",),
     "hydra_wm.preprocess": ("hydra_wm.data.preprocess",),
     "hydra_wm.baselines": ("hydra_wm.evaluation.baselines",),
-    "hydra_wm.retrieval_viz": ("hydra_wm.evaluation.plots",),
+    "hydra_wm.retrieval_viz": ("hydra_wm.evaluation.plots", "hydra_wm.pipeline", "hydra_wm.models.attention"),
     "hydra_wm.world_model": ("hydra_wm.flatland.model",),
 }
 """Old module path -> its new home(s)."""

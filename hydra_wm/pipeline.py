@@ -15,18 +15,21 @@ all samples before the next model is loaded, so the three models are never resid
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from .errors import CheckpointError, InputError
-from .evaluation.plots import RetrievalRecord, RetrievalRecorder
 from .flow import FlowMatchSchedule
+from .io_utils import atomic_path
+from .models.attention import AttentionHook
 from .models.loading import EncoderFiles, load_dit
 from .models.memory import Retrieval
 from .models.state_dicts import WAN21_URL
@@ -199,6 +202,94 @@ class ModelFiles:
         return cls(encoders.vae, encoders.text_encoder, encoders.tokenizer, dits[0] if dits else None, hydra)
 
 
+# ------------------------------------------------------------------------------------ recording retrievals
+
+
+@dataclass
+class RetrievalRecord:
+    """Retrievals of one generated sample, every step and block."""
+
+    indices: Tensor
+    """(S, Nb, P, F, k) int64 chosen memory frames, best first."""
+    scores: Tensor
+    """(S, Nb, P, F, k) float32 relevance scores of the chosen frames."""
+    valid: Tensor
+    """(S, Nb, P, F, k) bool, False for unused slots (fewer eligible memory frames than k)."""
+    num_context_frames: int
+    """Latent context frames Fc: query frames Fc.. are the target frames."""
+    num_memory_frames: int
+    """Memory frames Fm (columns of the heat map)."""
+    frames_per_memory: int
+    """Latent frames summarised by one memory frame (tokenizer temporal stride)."""
+    timesteps: list[float] = field(default_factory=list)
+    """Timestep of each recorded step (as the DiT saw it)."""
+
+    def counts(self, pass_index: int = 0) -> Tensor:
+        """(S, Nb, F, Fm) int: 1 where query frame f retrieved memory frame m at that step and block."""
+        idx = self.indices[:, :, pass_index]  # (S, Nb, F, k)
+        ok = self.valid[:, :, pass_index].long()
+        out = torch.zeros(*idx.shape[:-1], self.num_memory_frames, dtype=torch.long)
+        return out.scatter_add_(-1, idx.long(), ok)
+
+
+class RetrievalRecorder:
+    """The sampler's hook for recording retrievals: ``denoise(..., on_step=recorder)`` calls
+    ``recorder(step, timestep, retrievals)`` with one entry per block; `record` stacks them into a
+    `RetrievalRecord` with tensors of shape (S steps, Nb blocks, P passes, F frames, k); pass 0 is the prompt pass,
+    pass 1 (with classifier-free guidance) the negative-prompt pass."""
+
+    def __init__(self, passes: int) -> None:
+        self.passes = passes
+        self.steps: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.timesteps: list[float] = []
+        self.num_memory_frames = 0
+
+    def __call__(self, step: int, timestep: float, retrievals: list[Retrieval | None]) -> None:
+        used = [r for r in retrievals if r is not None]
+        if not used:
+            return
+        self.num_memory_frames = used[0].all_scores.shape[-1]
+        # Rows of each Retrieval are [prompt samples ; negative samples]; one sample per pass here.
+        stack = lambda name: torch.stack([getattr(r, name).detach().cpu() for r in used])  # (Nb, P*B, F, k)
+        self.steps.append((stack("indices"), stack("scores").float(), stack("valid")))
+        self.timesteps.append(float(timestep))
+
+    def record(self, num_context_frames: int, frames_per_memory: int) -> RetrievalRecord | None:
+        if not self.steps:
+            return None
+        indices, scores, valid = (torch.stack(parts) for parts in zip(*self.steps, strict=True))
+        return RetrievalRecord(
+            indices=indices,
+            scores=scores,
+            valid=valid,
+            num_context_frames=num_context_frames,
+            num_memory_frames=self.num_memory_frames,
+            frames_per_memory=frames_per_memory,
+            timesteps=self.timesteps,
+        )
+
+
+def save_retrieval(path: str | Path, record: RetrievalRecord) -> None:
+    """Write indices, scores and validity as safetensors (layout described in the file's metadata)."""
+    passes = ["prompt", "negative prompt"][: record.indices.shape[2]]
+    metadata = {
+        "layout": "(steps, blocks, passes, query frames, k); query frames are latent frames, context first",
+        "passes": json.dumps(passes),
+        "num_context_frames": str(record.num_context_frames),
+        "num_memory_frames": str(record.num_memory_frames),
+        "frames_per_memory": str(record.frames_per_memory),
+        "memory_frame": "memory frame j summarises latent frames frames_per_memory*j .. frames_per_memory*(j+1)-1",
+        "timesteps": json.dumps(record.timesteps),
+    }
+    tensors = {
+        "indices": record.indices.to(torch.int32).contiguous(),
+        "scores": record.scores.contiguous(),
+        "valid": record.valid.contiguous(),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
 # ------------------------------------------------------------------------------------------ denoising loop
 
 
@@ -228,6 +319,7 @@ def denoise(
     guidance_scale: float = 5.0,
     cfg_batch: bool = True,
     on_step: Callable[[int, float, list[Retrieval | None]], None] | None = None,
+    attention_hook: AttentionHook | None = None,
     progress: bool = True,
     description: str = "denoising",
 ) -> Tensor:
@@ -237,7 +329,8 @@ def denoise(
     bf16-rounded timestep; with guidance, prompt and negative-prompt passes give `v = v_neg + g (v_pos - v_neg)`
     (one batch of 2B when `cfg_batch`, else two passes); only the target frames are stepped.
     `on_step(step, timestep, retrievals)` receives the per-block retrievals (rows: prompt passes, then
-    negative passes).
+    negative passes), e.g. a `RetrievalRecorder`; `attention_hook` is passed to every DiT call
+    (`models.attention`).
     """
     device = noise.device
     context_latents = cond.context_latents.to(device, torch.float32)
@@ -260,6 +353,7 @@ def denoise(
                 cond.cam_target.to(device).repeat(n, 1, 1),
                 num_context_frames=num_context,
                 return_retrieval=True,
+                attention_hook=attention_hook,
             )
             velocities.append(out[:, :, num_context:].float())  # (n*B, C, Ft, h, w)
             retrievals.append(retrieval)

@@ -15,10 +15,10 @@ import argparse
 
 import torch
 
-from hydra_wm.evaluation.plots import attention_probe
 from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.dataset import clip_to_item
 from hydra_wm.flatland.model import HELD_OUT_SEED, load_flatland_model
+from hydra_wm.models.attention import AttentionProbe
 from hydra_wm.models.dit import TIMESTEP_SCALE
 
 
@@ -45,10 +45,11 @@ def main() -> None:
             latents = torch.cat([context, (1 - sigma) * target + sigma * noise], dim=2)
             tokens = (latents.shape[3] // dit.cfg.patch_size[1]) * (latents.shape[4] // dit.cfg.patch_size[2])
             window_keys = min(dit.cfg.window, latents.shape[2]) * tokens
-            with attention_probe(window_keys) as calls, torch.no_grad():
+            probe = AttentionProbe(window_keys)
+            with torch.no_grad():
                 dit(latents, torch.tensor([sigma * TIMESTEP_SCALE]), torch.zeros(1, 1, dit.cfg.text_dim),
-                    item["context_cameras"][None], item["target_cameras"][None],
-                    num_context_frames=context.shape[2])  # fmt: skip
+                    item["context_cameras"][None], item["target_cameras"][None], attention_hook=probe)  # fmt: skip
+            calls = probe.calls
             per_block = len(calls) // dit.cfg.num_layers  # memory/window attention runs in chunks of query frames
             # query frames whose window holds no context frame: from Tc + (w-1)//2 on (`config.window_starts`)
             first = context.shape[2] + (dit.cfg.window - 1) // 2

@@ -420,7 +420,7 @@ def test_parity_cli(capsys):
 
 @pytest.mark.parametrize("attention", ["memory", "full"])
 def test_attention_probe_measures_how_sharply_each_query_attends(attention):
-    from hydra_wm.evaluation.plots import attention_probe
+    from hydra_wm.models.attention import AttentionProbe
 
     model, x = random_model(attention=attention, window=3, top_k=1), inputs()  # 8 frames of 4x6 tokens
     expected = run(model, x)
@@ -429,8 +429,9 @@ def test_attention_probe_measures_how_sharply_each_query_attends(attention):
     with torch.no_grad():
         for block in model.blocks:  # zero queries: every logit 0, uniform attention over the keys
             block.self_attn.norm_q.weight.zero_()
-    with attention_probe(window_keys) as calls:
-        run(model, x)
+    probe = AttentionProbe(window_keys)
+    run(model, x, attention_hook=probe)
+    calls = probe.calls
     chunks = -(-8 // model.cfg.attention_chunk_frames) if attention == "memory" else 1
     assert len(calls) == model.cfg.num_layers * chunks and {c.num_keys for c in calls} == {keys}
     for c in calls:
@@ -440,8 +441,8 @@ def test_attention_probe_measures_how_sharply_each_query_attends(attention):
         for block in model.blocks:  # large gains: sharp attention, a handful of keys per query
             block.self_attn.norm_q.weight.fill_(30.0)
             block.self_attn.norm_k.weight.fill_(30.0)
-    with attention_probe(window_keys) as calls:
-        sharp = run(model, x)
-    assert max(float(c.effective_keys.mean()) for c in calls) < keys / 10
-    assert torch.allclose(run(model, x), sharp)  # the probe changes nothing the model computes, and is removed
-    assert hydra_wm.models.memory.attention.__name__ == "attention" and not torch.allclose(sharp, expected)
+    probe = AttentionProbe(window_keys)
+    sharp = run(model, x, attention_hook=probe)
+    assert max(float(c.effective_keys.mean()) for c in probe.calls) < keys / 10
+    assert torch.equal(run(model, x), sharp)  # the hook changes nothing the model computes
+    assert not torch.allclose(sharp, expected)

@@ -6,7 +6,7 @@ from torch import nn
 
 from hydra_wm.config import dit_config
 from hydra_wm.errors import CheckpointError, InputError
-from hydra_wm.evaluation.plots import RetrievalRecorder, plot_retrieval, save_retrieval
+from hydra_wm.evaluation.plots import plot_retrieval
 from hydra_wm.flow import FlowMatchSchedule, round_timestep_bf16
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.offload import ModelSlots, enable_block_offload, remove_block_offload
@@ -14,8 +14,10 @@ from hydra_wm.pipeline import (
     Conditioning,
     GenerationConfig,
     ModelFiles,
+    RetrievalRecorder,
     denoise,
     initial_noise,
+    save_retrieval,
 )
 
 FC, FT, SIZE = 3, 3, 4  # latent context frames, target frames, latent height = width
@@ -55,7 +57,8 @@ class ExactVelocityDiT(nn.Module):
         self.context, self.x0, self.noise, self.guidance = context, x0, noise, guidance
         self.timesteps = []
 
-    def forward(self, latents, timestep, text, cam_context, cam_target, *, num_context_frames, return_retrieval):
+    def forward(self, latents, timestep, text, cam_context, cam_target, *, num_context_frames, return_retrieval,
+                attention_hook=None):
         fc = num_context_frames
         assert fc == self.context.shape[2] and latents.shape[2] == fc + self.x0.shape[2]
         torch.testing.assert_close(latents[:, :, :fc], self.context.expand(latents.shape[0], -1, -1, -1, -1))

@@ -10,12 +10,12 @@ from safetensors.torch import load_file, save_file
 
 from hydra_wm.cli import main
 from hydra_wm.config import dit_config
-from hydra_wm.evaluation.plots import RetrievalRecord
 from hydra_wm.flatland import model as world_model
 from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.views import revisited_beyond_window, view_columns, view_overlap
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.models.loading import load_dit
+from hydra_wm.pipeline import RetrievalRecord
 from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")

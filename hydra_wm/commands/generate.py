@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
 
 def write_outputs(out: Path, sample, result, config, args: argparse.Namespace) -> None:
     from ..data.video import write_video
-    from ..evaluation.plots import plot_retrieval, save_retrieval
+    from ..evaluation.plots import plot_retrieval
+    from ..pipeline import save_retrieval
 
     video_path = out / f"{result.name}.mp4"
     write_video(video_path, result.video, fps=args.fps)

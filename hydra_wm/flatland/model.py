@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..evaluation.plots import RetrievalRecord, RetrievalRecorder
 from ..flow import FlowMatchSchedule
 from ..io_utils import read_json
 from ..metrics import flatland_scores, flatland_summary, psnr
@@ -37,7 +36,7 @@ from ..models.codecs import PixelCodec
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
 from ..models.memory import memory_eligibility
-from ..pipeline import Conditioning, denoise, initial_noise
+from ..pipeline import Conditioning, RetrievalRecord, RetrievalRecorder, denoise, initial_noise
 from .config import FlatlandConfig, flatland_config
 from .dataset import clip_to_item
 from .views import revisited_beyond_window, view_overlap

@@ -20,15 +20,8 @@ from torch import Tensor, nn
 
 from ..config import DiTConfig, rope_split
 from ..errors import InputError
-from .memory import (
-    Retrieval,
-    attention,
-    dense_attention,
-    memory_eligibility,
-    relevance_scores,
-    select_memory,
-    windowed_memory_attention,
-)
+from .attention import AttentionHook, attention, dense_attention
+from .memory import Retrieval, memory_eligibility, relevance_scores, select_memory, windowed_memory_attention
 from .memory import camera_scores as retrieval_camera_scores  # (the forward's local is `camera_scores`)
 
 TIMESTEP_SCALE = 1000.0
@@ -138,12 +131,17 @@ class SelfAttention(nn.Module):
         self.tokenizer = MemoryTokenizer(dim, cfg.tokenizer_kernel)
 
     def forward(
-        self, h: Tensor, grid: tuple[int, int, int], rope: dict, camera_scores: Tensor | None = None
+        self,
+        h: Tensor,
+        grid: tuple[int, int, int],
+        rope: dict,
+        camera_scores: Tensor | None = None,
+        attention_hook: AttentionHook | None = None,
     ) -> tuple[Tensor, Retrieval | None]:
         """h: (B, L, D) modulated input -> ((B, L, D), retrieval or None).
 
         camera_scores: (B, F, Fm) memory-frame scores from the cameras (`retrieval="camera"`); None: HyDRA's
-        learned relevance."""
+        learned relevance. attention_hook: shown every attention call (`models.attention`)."""
         cfg = self.cfg
         frames, rows, cols = grid
         heads = lambda t: rearrange(t, "b l (n d) -> b l n d", n=cfg.num_heads)  # (B, L, N, d)
@@ -157,9 +155,11 @@ class SelfAttention(nn.Module):
         q = apply_rope(heads(q), rope["tokens"])
         k = apply_rope(heads(k), rope["tokens"])
         if cfg.attention == "full":
-            out = dense_attention(q, k, v)
+            out = dense_attention(q, k, v, hook=attention_hook)
         elif memory is None:
-            out = windowed_memory_attention(q, k, v, frames, cfg.window, chunk_frames=cfg.attention_chunk_frames)
+            out = windowed_memory_attention(
+                q, k, v, frames, cfg.window, chunk_frames=cfg.attention_chunk_frames, hook=attention_hook
+            )
         else:
             k_mem, v_mem, retrieval = memory
             out = windowed_memory_attention(
@@ -172,6 +172,7 @@ class SelfAttention(nn.Module):
                 v_mem=heads(v_mem),
                 retrieval=retrieval,
                 chunk_frames=cfg.attention_chunk_frames,
+                hook=attention_hook,
             )
         return self.o(rearrange(out, "b l n d -> b l (n d)")), (memory[2] if memory else None)
 
@@ -243,9 +244,10 @@ class DiTBlock(nn.Module):
         grid,
         rope: dict,
         camera_scores: Tensor | None = None,
+        attention_hook: AttentionHook | None = None,
     ) -> tuple[Tensor, Retrieval | None]:
         """x: (B, L, D), context: (B, Lt, D), t_mod: (B, 6, D), cameras: (B, Fc, 12), (B, Ft, 12);
-        camera_scores: see `SelfAttention.forward`."""
+        camera_scores, attention_hook: see `SelfAttention.forward`."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.modulation + t_mod).chunk(6, dim=1)
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         # Camera embeddings join the attention input only (not the residual stream), one per frame.
@@ -254,7 +256,7 @@ class DiTBlock(nn.Module):
         h = rearrange(
             rearrange(h, "b (f t) d -> b f t d", f=grid[0]) + camera[:, :, None, :], "b f t d -> b (f t) d"
         )  # (B, L, D)
-        attn, retrieval = self.self_attn(h, grid, rope, camera_scores)
+        attn, retrieval = self.self_attn(h, grid, rope, camera_scores, attention_hook)
         del h  # free the attention input before the residual updates (full-resolution activations dominate)
         x = torch.addcmul(x, gate_msa, self.projector(attn))  # x + gate_msa * projector(attn)
         x = x + self.cross_attn(self.norm3(x), context)  # no gate (Wan2.1)
@@ -384,12 +386,14 @@ class HydraDiT(nn.Module):
         *,
         num_context_frames: int | None = None,
         return_retrieval: bool = False,
+        attention_hook: AttentionHook | None = None,
     ):
         """Predict the flow-matching velocity.
 
         latents: (B, C, F, H, W) = [context frames ; target frames] along F; timestep: (B,) or (1,);
         context: (B, Lt, text_dim) text embeddings; cam_context: (B, Fc, 12); cam_target: (B, F - Fc, 12);
         num_context_frames: Fc in latent frames (default F // 2).
+        attention_hook: shown the inputs of every self-attention call, e.g. an `attention.AttentionProbe`.
         Returns (B, out_dim, F, H, W), and the list of per-block `Retrieval`s when `return_retrieval`.
         """
         frames, rows, cols, _ = self._check_inputs(latents, cam_context, cam_target, num_context_frames)
@@ -415,7 +419,7 @@ class HydraDiT(nn.Module):
         # 4. blocks
         retrievals = []
         for block in self.blocks:
-            x, retrieval = block(x, context, t_mod, cameras, grid, rope, camera_scores)
+            x, retrieval = block(x, context, t_mod, cameras, grid, rope, camera_scores, attention_hook)
             retrievals.append(retrieval)
         # 5. head and unpatchify (channel innermost in the head's output vector)
         x = self.head(x, t)

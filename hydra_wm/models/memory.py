@@ -1,6 +1,6 @@
 """HyDRA's hybrid-memory attention: memory tokens, relevance-driven top-k retrieval and the local window.
 
-Pure functions on tensors, used by `model.SelfAttention`. REFERENCE.md §1.1 (paper §3) is the specification:
+Pure functions on tensors, used by `dit.SelfAttention`. REFERENCE.md §1.1 (paper §3) is the specification:
 
 * every query frame i attends to a local window of `window` full-resolution frames,
   ``start_i = clamp(i - (window - 1) // 2, 0, F - window)``;
@@ -25,6 +25,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ..config import window_starts
+from .attention import AttentionHook, attention
 
 
 @dataclass
@@ -97,21 +98,6 @@ def select_memory(scores: Tensor, top_k: int) -> Retrieval:
     return Retrieval(top_idx, top_scores, torch.isfinite(top_scores), scores)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """The one attention dispatch: (B, N, Lq, d) x (B, N, Lk, d) -> (B, N, Lq, d), scale 1/sqrt(d).
-
-    torch's SDPA picks the fastest exact kernel for the device (flash on CPU and CUDA); no
-    installed-package-dependent choice of backend.
-    """
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-def dense_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Attention of every token to every token: (B, L, N, d) -> (B, L, N, d)."""
-    out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, N, L, d)
-    return out.transpose(1, 2)
-
-
 def windowed_memory_attention(
     q: Tensor,
     k: Tensor,
@@ -122,12 +108,13 @@ def windowed_memory_attention(
     v_mem: Tensor | None = None,
     retrieval: Retrieval | None = None,
     chunk_frames: int = 0,
+    hook: AttentionHook | None = None,
 ) -> Tensor:
     """Each query frame attends to its local window plus (optionally) its retrieved memory frames.
 
     q, k, v: (B, F*T, N, d) full-resolution tokens after RoPE, frame-major.
     k_mem, v_mem: (B, Fm*Tm, N, d) memory tokens after RoPE; retrieval: the chosen memory frames.
-    chunk_frames: query frames per attention call (0: all at once).
+    chunk_frames: query frames per attention call (0: all at once); hook: shown every call (`models.attention`).
     Returns (B, F*T, N, d).
     """
     B, L, N, d = q.shape
@@ -175,6 +162,7 @@ def windowed_memory_attention(
             rearrange(keys, "b f l n d -> (b f) n l d"),
             rearrange(values, "b f l n d -> (b f) n l d"),
             mask,
+            hook,
         )  # (B*f, N, T, d)
         outputs.append(rearrange(chunk_out, "(b f) n t d -> b f t n d", b=B))
     return rearrange(torch.cat(outputs, dim=1), "b f t n d -> b (f t) n d")
