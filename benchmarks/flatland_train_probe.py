@@ -22,9 +22,10 @@ import time
 import numpy as np
 import torch
 
-from hydra_wm.config import dit_config
+from hydra_wm.config import ATTENTION_MODES, dit_config
 from hydra_wm.flatland.training import flatland_training_dataset
 from hydra_wm.training import TrainConfig, train
+from hydra_wm.training.config import LOSS_WEIGHTING, TIMESTEP_SAMPLING
 
 PRESET = "flatland-tiny"
 
@@ -54,7 +55,7 @@ def probe_config(out: str, **changes) -> TrainConfig:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attention", default="memory", choices=("memory", "window", "full"))
+    parser.add_argument("--attention", default="memory", choices=ATTENTION_MODES)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--flatland", default="small", help="Flatland preset")
@@ -62,8 +63,8 @@ def main() -> None:
     parser.add_argument("--codec-factor", type=int, default=2, help="PixelCodec space-to-depth factor")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--timesteps", default="sample", choices=("batch", "sample"))
-    parser.add_argument("--weighting", default="none", choices=("reference", "none"))
+    parser.add_argument("--timesteps", default="sample", choices=TIMESTEP_SAMPLING)
+    parser.add_argument("--weighting", default="none", choices=LOSS_WEIGHTING)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -34,6 +34,8 @@ import time
 
 import torch
 
+from hydra_wm.offload import OFFLOAD_MODES
+
 GB = 1e9
 
 
@@ -146,7 +148,7 @@ def t5_gb(dtype: torch.dtype) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=("none", "model", "blocks"), help="run one mode (internal; default: all)")
+    p.add_argument("--mode", choices=OFFLOAD_MODES, help="run one mode (internal; default: all)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--latent-frames", type=int, default=5, help="context latent frames = target latent frames")

@@ -12,6 +12,9 @@ import torch
 
 from .errors import InputError
 
+DEVICE_PREFERENCES = ("auto", "cpu", "cuda")
+"""What `pick_device` takes: `auto` is CUDA when available."""
+
 
 def env_rank() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for a plain run."""

@@ -248,14 +248,14 @@ def identity_distance(pred, target, pred_mask, true_mask, *, bins: int = 4) -> T
 # Flatland summary
 
 
-def _nanmean(values: Tensor, where: Tensor | None = None) -> float:
-    values = values.to(torch.float64)
+def nan_mean(values, where=None) -> float:
+    """Mean (float64) of the values that are not NaN, over the entries where `where` is True if given; NaN when
+    nothing is left. `values` and `where`: tensors, arrays or lists. Every summary in the package averages so."""
+    values = torch.as_tensor(values, dtype=torch.float64)
     if where is not None:
-        values = values[where]
+        values = values[torch.as_tensor(where, dtype=torch.bool)]
     values = values[~torch.isnan(values)]
-    if values.numel() == 0:
-        return math.nan
-    return float(values.mean())
+    return float(values.mean()) if values.numel() else math.nan
 
 
 def flatland_scores(
@@ -315,7 +315,7 @@ def flatland_scores(
         per_subject["missing"].append(torch.where(shown, (~guess.any(dim=(1, 2))).to(torch.float64), nan))
     for name, columns in per_subject.items():
         frames[name] = torch.stack(columns, dim=1)  # (T, S)
-    overall = {name: _nanmean(values) for name, values in frames.items()}
+    overall = {name: nan_mean(values) for name, values in frames.items()}
     summary = {"frames": frames, "overall": overall}
     if reentry is not None:
         reentry = torch.as_tensor(reentry).bool()
@@ -323,7 +323,7 @@ def flatland_scores(
             raise InputError(f"reentry: expected shape {[pred.shape[1], S]}, got {list(reentry.shape)}")
         any_frame = reentry.any(dim=1)
         summary["reentry"] = {
-            name: _nanmean(values, any_frame if values.ndim == 1 else reentry)
+            name: nan_mean(values, any_frame if values.ndim == 1 else reentry)
             for name, values in frames.items()
         }
     return summary

@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .config import dit_config
 from .errors import CheckpointError, InputError
 from .flow import FlowMatchSchedule
 from .io_utils import atomic_path
@@ -34,14 +35,25 @@ from .models.loading import EncoderFiles, load_dit
 from .models.memory import Retrieval
 from .models.state_dicts import WAN21_URL
 from .models.text_encoder import WAN_NEGATIVE_PROMPT, encode_prompts, load_text_encoder, load_tokenizer
-from .models.vae import load_vae
+from .models.vae import load_vae, vae_config
 from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
 DIT_PATTERN = "diffusion_pytorch_model*.safetensors"
-# VAE: 8x spatial; DiT patch: 2x; HyDRA's memory tokenizer halves the token grid again, so at least 2 tokens.
-SIZE_MULTIPLE = 16
-MIN_SIZE = 32
+_VAE, _DIT = vae_config("wan2.1"), dit_config("wan2.1-t2v-1.3b")
+LATENT_STRIDE = _VAE.temporal_factor
+"""Video frames per latent frame after the first (4: every VAE `load_vae` accepts compresses time 4x)."""
+CAMERA_DIM = _DIT.camera_dim
+"""Numbers per relative camera (12: the top 3x4 of the pose), one camera per latent frame."""
+SIZE_MULTIPLE = _VAE.spatial_factor * _DIT.patch_size[1]
+"""Frame sizes are multiples of this (16): 8x spatial VAE compression, then the DiT's 2x2 patches."""
+MIN_SIZE = SIZE_MULTIPLE * _DIT.tokenizer_kernel[1]
+"""Smallest frame size (32): HyDRA's memory tokenizer halves the token grid again, so at least 2 tokens."""
+
+
+def latent_frames(frames: int) -> int:
+    """Latent frames of a clip of `frames` = 1 + 4k video frames (the first frame is encoded on its own)."""
+    return (frames - 1) // LATENT_STRIDE + 1
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -79,24 +91,26 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         for name in ("context_frames", "target_frames"):
             value = getattr(self, name)
-            if value < 1 or (value - 1) % 4:
-                raise InputError(f"{name}: expected 4k+1 frames (1, 5, ..., 77, 81), got {value}")
+            if value < 1 or (value - 1) % LATENT_STRIDE:
+                s = LATENT_STRIDE
+                raise InputError(f"{name}: expected {s}k+1 frames (1, {1 + s}, {1 + 2 * s}, ...), got {value}")
         for name in ("height", "width"):
             value = getattr(self, name)
             if value % SIZE_MULTIPLE or value < MIN_SIZE:
                 raise InputError(f"{name}: expected a multiple of {SIZE_MULTIPLE} of at least {MIN_SIZE}, got {value}")
-        if self.num_steps < 1:
-            raise InputError(f"num_steps: expected at least 1, got {self.num_steps}")
+        for name in ("num_steps", "text_length"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name}: expected at least 1, got {getattr(self, name)}")
         if not math.isfinite(self.guidance_scale) or not self.shift > 0:
             raise InputError(f"guidance_scale {self.guidance_scale} / shift {self.shift}: expected finite, shift > 0")
 
     @property
     def context_latent_frames(self) -> int:
-        return (self.context_frames - 1) // 4 + 1
+        return latent_frames(self.context_frames)
 
     @property
     def target_latent_frames(self) -> int:
-        return (self.target_frames - 1) // 4 + 1
+        return latent_frames(self.target_frames)
 
     @property
     def use_cfg(self) -> bool:
@@ -154,10 +168,10 @@ def check_sample(sample: Sample, config: GenerationConfig) -> None:
         ("context", sample.cam_context, config.context_latent_frames, config.context_frames),
         ("target", sample.cam_target, config.target_latent_frames, config.target_frames),
     ):
-        if tuple(cams.shape) != (rows, 12):
+        if tuple(cams.shape) != (rows, CAMERA_DIM):
             raise InputError(
-                f"{sample.name}: {label} cameras {tuple(cams.shape)}, expected ({rows}, 12): one per latent "
-                f"frame of {frames} frames"
+                f"{sample.name}: {label} cameras {tuple(cams.shape)}, expected ({rows}, {CAMERA_DIM}): one per "
+                f"latent frame of {frames} frames"
             )
     if not sample.prompt.strip():
         raise InputError(f"{sample.name}: empty prompt")
@@ -513,6 +527,8 @@ class HydraPipeline:
                 f"{source}: DiT expects {cfg.in_dim} latent channels and text width {cfg.text_dim}, but the VAE "
                 f"gives {latents.shape[1]} and the text encoder {text.shape[-1]}"
             )
+        if cfg.camera_dim != CAMERA_DIM:
+            raise CheckpointError(f"{source}: DiT takes {cfg.camera_dim} numbers per camera, expected {CAMERA_DIM}")
         if record_retrieval and (cfg.attention != "memory" or cfg.top_k == 0):
             raise InputError(
                 f"retrieval recording needs attention 'memory' with top_k > 0 (got {cfg.attention}, {cfg.top_k})"

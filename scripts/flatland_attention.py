@@ -15,6 +15,7 @@ import argparse
 
 import torch
 
+from hydra_wm.config import ATTENTION_MODES
 from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.dataset import clip_to_item
 from hydra_wm.flatland.model import HELD_OUT_SEED, load_flatland_model
@@ -24,7 +25,7 @@ from hydra_wm.models.dit import TIMESTEP_SCALE
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attention", default="memory", choices=("memory", "window", "full"))
+    parser.add_argument("--attention", default="memory", choices=ATTENTION_MODES)
     parser.add_argument("--weights", default=None, help="a DiT file from `hydra-wm export` (card beside it)")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)

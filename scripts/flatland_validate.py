@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from hydra_wm.config import RETRIEVAL_MODES
 from hydra_wm.errors import HydraError, InputError
 from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.model import FlatlandModel, ModelCard, mean_scores, run_clip
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--shift", type=float, default=1.0, help="sampling time shift")
     parser.add_argument("--ema", action="store_true", help="score the EMA weights (default: raw, as shipped)")
-    parser.add_argument("--retrieval", choices=("relevance", "camera"), help="override a memory model's ranking")
+    parser.add_argument("--retrieval", choices=RETRIEVAL_MODES, help="override a memory model's ranking")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args(argv)
 

@@ -171,6 +171,15 @@ def test_any_frame_count_split_and_grid(frames, context, height, width):
         assert r.indices.shape == (1, frames, min(10, mem_frames))
 
 
+def test_context_length_comes_from_the_context_cameras():
+    """Fc is the number of context cameras (no F // 2 default); a given `num_context_frames` must agree."""
+    model = random_model()
+    x = inputs(frames=8, context_frames=3)
+    torch.testing.assert_close(run(model, x), run(model, x, num_context_frames=3), rtol=0, atol=0)
+    with pytest.raises(InputError, match="num_context_frames: 4 latent frames, but cam_context has 3 rows"):
+        run(model, x, num_context_frames=4)
+
+
 def test_batch_items_are_independent():
     """Head modulation and CFG batching must work for B > 1 (a reference defect): item b of a batch equals
     the same input run alone."""

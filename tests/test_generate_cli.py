@@ -1,5 +1,6 @@
 """End-to-end `hydra-wm generate` on CPU with tiny random checkpoints written in the published file formats."""
 
+import dataclasses
 import io
 import json
 import math
@@ -12,11 +13,13 @@ from safetensors.torch import save_file
 
 from hydra_wm import cli
 from hydra_wm.cli import main
+from hydra_wm.commands.options import config_from_args
 from hydra_wm.config import dit_config
 from hydra_wm.data.video import count_frames, read_video, write_video
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.models.text_encoder import original_t5_shapes, text_encoder_config
 from hydra_wm.models.vae import original_vae_shapes, vae_config
+from hydra_wm.pipeline import GenerationConfig
 
 FRAMES, SIZE = 9, 32  # 9 = 4k+1 frames -> 3 latent frames; 32 px -> 4x4 latents -> 2x2 tokens
 
@@ -156,6 +159,22 @@ def test_missing_checkpoints_listed_in_one_error(tmp_path, examples, capsys):
     for name in names:
         assert name in err
     assert not (tmp_path / "out").exists()
+
+
+def test_generation_options_are_generation_config_fields(capsys):
+    """The options are generated from `GenerationConfig` (as train's from `TrainConfig`): nothing given, its
+    defaults; every field an option; --steps and --cfg are second names of --num-steps and --guidance-scale."""
+    parser = cli.build_parser()
+    assert config_from_args(GenerationConfig, parser.parse_args(["generate", "--ckpt-dir", "x"])) == GenerationConfig()
+    given = ["--steps", "7", "--guidance-scale", "2", "--no-cfg-batch", "--text-length", "64", "--negative-prompt", "n"]
+    args = parser.parse_args(["generate", "--ckpt-dir", "x", *given])
+    expected = GenerationConfig(num_steps=7, guidance_scale=2.0, cfg_batch=False, text_length=64, negative_prompt="n")
+    assert config_from_args(GenerationConfig, args) == expected
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    usage = capsys.readouterr().out
+    assert all("--" + field.name.replace("_", "-") in usage for field in dataclasses.fields(GenerationConfig))
+    assert "--cfg" in usage and "--steps" in usage
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from hydra_wm.metrics import (
     flatland_scores,
     identity_distance,
     mask_iou,
+    nan_mean,
     position_error,
     psnr,
     segment_subjects,
@@ -55,6 +56,12 @@ def _naive_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
             cov = (weights * (a - ma) * (b - mb)).sum()
             values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
     return float(np.mean(values))
+
+
+def test_nan_mean_skips_undefined_entries():
+    assert nan_mean([1.0, math.nan, 3.0]) == 2.0
+    assert nan_mean(torch.tensor([1.0, 5.0, math.nan]), where=torch.tensor([False, True, True])) == 5.0
+    assert math.isnan(nan_mean(np.array([math.nan]))) and math.isnan(nan_mean([]))
 
 
 def test_identical_videos_score_perfectly():

@@ -11,6 +11,10 @@ from hydra_wm.flow import FlowMatchSchedule, round_timestep_bf16
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.offload import ModelSlots, enable_block_offload, remove_block_offload
 from hydra_wm.pipeline import (
+    CAMERA_DIM,
+    LATENT_STRIDE,
+    MIN_SIZE,
+    SIZE_MULTIPLE,
     Conditioning,
     GenerationConfig,
     ModelFiles,
@@ -154,6 +158,9 @@ def test_generation_config_latent_frames():
     config = GenerationConfig()
     assert (config.context_latent_frames, config.target_latent_frames) == (20, 20)
     assert GenerationConfig(context_frames=5, target_frames=81).target_latent_frames == 21
+    # the numbers behind them come from the VAE and DiT configs: 4x time compression, 12 numbers per camera,
+    # frames in multiples of 8 (VAE) x 2 (patch), at least one more 2x (memory tokenizer)
+    assert (LATENT_STRIDE, CAMERA_DIM, SIZE_MULTIPLE, MIN_SIZE) == (4, 12, 16, 32)
 
 
 def test_missing_files_listed_in_one_message(tmp_path):

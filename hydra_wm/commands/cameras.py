@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.cameras import RAW_UE_FRAMES, load_camera_poses, load_relative_cameras
+from ..data.cameras import RAW_UE_FRAMES, Numerics, load_camera_poses, load_relative_cameras
 from ..errors import InputError
 from ..io_utils import atomic_path, write_text_atomic
 
@@ -175,7 +176,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--numerics",
-        choices=("reference", "float64"),
+        choices=typing.get_args(Numerics),
         default="reference",
         help="float32 arithmetic of the reference (default) or exact float64",
     )

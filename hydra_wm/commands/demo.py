@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from ..config import RETRIEVAL_MODES
+from ..config import ATTENTION_MODES, RETRIEVAL_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="Flatland world seed of the clips (default 1000; the "
                    "shipped models trained on seed 0)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    p.add_argument("--attention", default="memory", choices=("memory", "window", "full"),
+    p.add_argument("--attention", default="memory", choices=ATTENTION_MODES,
                    help="which shipped model: memory (HyDRA) or the window / full baselines (default memory)")
     p.add_argument("--weights", type=Path, help="a Flatland DiT file of your own (e.g. from `hydra-wm export`) "
                    "instead of the shipped one; a model card FILE.json next to it is used when present")

@@ -11,25 +11,35 @@ Output: `OUT/<name>.mp4`, the condition frames followed by the generated frames.
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from ..config import RETRIEVAL_MODES
+from ..config import ATTENTION_MODES, RETRIEVAL_MODES
 from ..errors import InputError
 from ..io_utils import atomic_path
+from ..offload import OFFLOAD_MODES
+from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline
+from .options import add_config_options, config_from_args
 
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+SHORT_OPTIONS = {"num_steps": "--steps", "guidance_scale": "--cfg"}
+"""Second, shorter names of two `GenerationConfig` options (the names the README and earlier releases use)."""
+PIPELINE_OPTIONS = ("device", "offload", "attention", "top_k", "retrieval")
+"""`HydraPipeline` arguments that are options here; an option not given keeps the pipeline's default."""
+FPS = 15.0
+"""Frame rate of the written videos (the reference's)."""
 
 
 def _fit_cameras(cams: torch.Tensor, rows: int, frames: int, label: str, source: str, notes: list[str]):
     """The first `rows` camera vectors; a camera file for a longer clip is cut to the requested length."""
     if cams.shape[0] < rows:
         raise InputError(
-            f"{source}: {label} cameras cover {cams.shape[0]} latent frames ({4 * (cams.shape[0] - 1) + 1} "
-            f"frames); --{label}-frames {frames} needs {rows}"
+            f"{source}: {label} cameras cover {cams.shape[0]} latent frames "
+            f"({LATENT_STRIDE * (cams.shape[0] - 1) + 1} frames); --{label}-frames {frames} needs {rows}"
         )
     if cams.shape[0] > rows:
         notes.append(f"{source}: using the first {rows} of {cams.shape[0]} {label} camera vectors")
@@ -107,22 +117,10 @@ def save_latents(path: Path, result, prompt: str, config, hydra_ckpt: str | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import GenerationConfig, HydraPipeline, ModelFiles
+    from ..pipeline import ModelFiles
 
     _check_source(args)
-    config = GenerationConfig(
-        height=args.height,
-        width=args.width,
-        context_frames=args.context_frames,
-        target_frames=args.target_frames,
-        num_steps=args.steps,
-        guidance_scale=args.cfg,
-        shift=args.shift,
-        seed=args.seed,
-        cfg_batch=not args.no_cfg_batch,
-        vae_tiled=args.vae_tiled,
-        **({"negative_prompt": args.negative_prompt} if args.negative_prompt is not None else {}),
-    )
+    config = config_from_args(GenerationConfig, args)
     if args.fps <= 0:
         raise InputError(f"--fps: expected a positive number, got {args.fps}")
     if args.save_retrieval and args.attention not in (None, "memory"):
@@ -132,20 +130,14 @@ def run(args: argparse.Namespace) -> int:
     files = ModelFiles.find(args.ckpt_dir, args.hydra_ckpt)
     chunks = sample_chunks(args, config)
     first = next(chunks)  # reads and checks every sample's cameras before any model is loaded
+    options = {name: getattr(args, name) for name in PIPELINE_OPTIONS if getattr(args, name) is not None}
     pipeline = HydraPipeline(
-        files,
-        device=args.device,
-        dtype=DTYPES[args.dtype],
-        offload=args.offload,
-        attention=args.attention,
-        top_k=args.top_k,
-        retrieval=args.retrieval,
-        log=lambda message: print(message, flush=True),
+        files, dtype=DTYPES[args.dtype], **options, log=lambda message: print(message, flush=True)
     )
     print(
         f"generating {config.context_frames}+{config.target_frames} frames at {config.height}x{config.width}, "
         f"{config.num_steps} steps, CFG {config.guidance_scale}, seed {config.seed}, {pipeline.device} "
-        f"{str(pipeline.dtype).removeprefix('torch.')}, offload {args.offload}"
+        f"{str(pipeline.dtype).removeprefix('torch.')}, offload {pipeline.offload}"
     )
     out = Path(args.out)
     for samples in itertools.chain([first], chunks):
@@ -174,11 +166,15 @@ def write_outputs(out: Path, sample, result, config, args: argparse.Namespace) -
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    defaults = GenerationConfig()
+    pipeline_defaults = {name: p.default for name, p in inspect.signature(HydraPipeline).parameters.items()}
     p = subparsers.add_parser(
         "generate",
         help="continue condition videos along new camera paths (Wan2.1 + HyDRA)",
-        description="Generate the continuation of condition videos along their target camera paths. "
-        "Defaults are the reference's: 480x832, 77+77 frames, 50 steps, CFG 5, shift 5, seed 42, 15 fps.",
+        description="Generate the continuation of condition videos along their target camera paths. Defaults are "
+        f"the reference's: {defaults.height}x{defaults.width}, {defaults.context_frames}+{defaults.target_frames} "
+        f"frames, {defaults.num_steps} steps, CFG {defaults.guidance_scale:g}, shift {defaults.shift:g}, seed "
+        f"{defaults.seed}, {FPS:g} fps.",
     )
     src = p.add_argument_group("input")
     src.add_argument("input", nargs="?", help="folder in the example layout (N.mp4, camN.json, caption.txt)")
@@ -190,19 +186,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ckpt = p.add_argument_group("checkpoints (never downloaded)")
     ckpt.add_argument("--ckpt-dir", required=True, help="folder with the Wan2.1-T2V-1.3B files")
     ckpt.add_argument("--hydra-ckpt", help="HyDRA checkpoint hydra.ckpt (default: base DiT, untrained memory)")
-    gen = p.add_argument_group("generation")
-    gen.add_argument("--height", type=int, default=480, help="frame height, multiple of 16 (default 480)")
-    gen.add_argument("--width", type=int, default=832, help="frame width, multiple of 16 (default 832)")
-    gen.add_argument("--context-frames", type=int, default=77, help="condition frames, 4k+1 (default 77)")
-    gen.add_argument("--target-frames", type=int, default=77, help="generated frames, 4k+1 (default 77)")
-    gen.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
-    gen.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
-    gen.add_argument("--shift", type=float, default=5.0, help="flow-matching shift (default 5)")
-    gen.add_argument("--seed", type=int, default=42, help="noise seed (default 42)")
-    gen.add_argument("--negative-prompt", help="negative prompt (default: Wan2.1's standard one)")
-    gen.add_argument("--attention", choices=("memory", "full", "window"), help="override the DiT's attention")
-    gen.add_argument("--top-k", type=int, help="memory frames retrieved per frame (default: the model's, 10)")
-    gen.add_argument(
+    add_config_options(p.add_argument_group("generation (GenerationConfig)"), GenerationConfig, aliases=SHORT_OPTIONS)
+    model = p.add_argument_group("model (default: the checkpoint's)")
+    model.add_argument("--attention", choices=ATTENTION_MODES, help="self-attention mode of the DiT")
+    model.add_argument("--top-k", type=int, help="memory frames retrieved per frame")
+    model.add_argument(
         "--retrieval",
         choices=RETRIEVAL_MODES,
         help="how memory frames are ranked: relevance (HyDRA) or camera (the paper's camera-FOV ablation)",
@@ -212,13 +200,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_.add_argument("--dtype", choices=tuple(DTYPES), default="auto", help="model dtype (auto: bf16 on CUDA)")
     run_.add_argument(
         "--offload",
-        choices=("none", "model", "blocks"),
-        default="model",
-        help="model: load each model only for its step (default); blocks: also stream DiT blocks to the GPU "
-        "one at a time (smallest GPU memory); none: keep models loaded",
+        choices=OFFLOAD_MODES,
+        help="model: load each model only for its step; blocks: also stream DiT blocks to the GPU one at a time "
+        f"(smallest GPU memory); none: keep models loaded (default: {pipeline_defaults['offload']})",
     )
-    run_.add_argument("--no-cfg-batch", action="store_true", help="run the two guidance passes one after another")
-    run_.add_argument("--vae-tiled", action="store_true", help="tiled VAE encode/decode (less memory)")
     run_.add_argument(
         "--chunk",
         type=int,
@@ -228,7 +213,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_.add_argument("--no-progress", action="store_true", help="no progress bar")
     out = p.add_argument_group("output")
     out.add_argument("--out", default="outputs", help="output folder (default outputs/)")
-    out.add_argument("--fps", type=float, default=15.0, help="frame rate of the mp4 (default 15)")
+    out.add_argument("--fps", type=float, default=FPS, help=f"frame rate of the mp4 (default {FPS:g})")
     out.add_argument("--save-latents", action="store_true", help="also write <name>_latents.safetensors")
     out.add_argument(
         "--save-retrieval",

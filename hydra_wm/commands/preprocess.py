@@ -12,6 +12,8 @@ import argparse
 
 import torch
 
+from ..distributed import DEVICE_PREFERENCES
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="resize-and-crop width in pixels (default: native)")
     p.add_argument("--tiled", action="store_true", help="tiled VAE encoding (large frames, less memory)")
     p.add_argument("--latent-dtype", choices=sorted(DTYPES), default="float32", help="storage dtype of latents")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda:LOCAL_RANK if present")
+    p.add_argument("--device", choices=DEVICE_PREFERENCES, default="auto", help="auto: cuda:LOCAL_RANK if present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..flatland.views import revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
-from ..metrics import flatland_scores, flatland_summary, psnr, ssim
+from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr, ssim
 from .dsc import dsc_scores
 from .features import ClipVision, DinoModel, load_clip, load_dino
 from .lpips import LPIPS, load_lpips, lpips_frames
@@ -126,14 +126,6 @@ def _chunked(fn, pred: Tensor, target: Tensor) -> Tensor:
     return torch.cat([fn(pred[:, i : i + CHUNK], target[:, i : i + CHUNK]) for i in range(0, pred.shape[1], CHUNK)])
 
 
-def _mean(values: Tensor | np.ndarray, where=None) -> float:
-    values = torch.as_tensor(values, dtype=torch.float64)
-    if where is not None:
-        values = values[torch.as_tensor(where, dtype=torch.bool)]
-    values = values[~torch.isnan(values)]
-    return float(values.mean()) if values.numel() else math.nan
-
-
 def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, options: EvalOptions) -> dict:
     """All metrics of one sample → ``{"name", "metrics", "frames", "events", "notes"}``."""
     # 1. ground truth and prediction
@@ -171,8 +163,8 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
         per_frame = {"psnr": _chunked(lambda a, b: psnr(a, b, max_db=MAX_DB), pred, target),
                      "ssim": _chunked(ssim, pred, target)}
         for key in ("psnr", "ssim"):
-            metrics[key] = _mean(per_frame[key])
-            metrics[f"{key}_reentry"] = _mean(per_frame[key], reentry_frames) if reentry is not None else math.nan
+            metrics[key] = nan_mean(per_frame[key])
+            metrics[f"{key}_reentry"] = nan_mean(per_frame[key], reentry_frames) if reentry is not None else math.nan
         if reentry is None:
             notes.append("no mask videos: re-entry frames unknown")
     frames["psnr"] = per_frame["psnr"].tolist()
@@ -181,8 +173,8 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
     # 4. LPIPS
     if models.lpips is not None:
         values = lpips_frames(models.lpips, pred.to(options.device), target.to(options.device)).cpu()
-        metrics["lpips"] = _mean(values)
-        metrics["lpips_reentry"] = _mean(values, reentry_frames) if reentry is not None else math.nan
+        metrics["lpips"] = nan_mean(values)
+        metrics["lpips_reentry"] = nan_mean(values, reentry_frames) if reentry is not None else math.nan
         frames["lpips"] = values.tolist()
 
     # 5. DSC: real boxes from the red masks, generated boxes from the tracker
@@ -234,7 +226,7 @@ def evaluate(pred_root, gt_root, options: EvalOptions, *, progress: bool = True)
         if column in skipped:
             mean[column] = skipped[column]
         else:
-            mean[column] = _mean([s["metrics"].get(column, math.nan) for s in samples])
+            mean[column] = nan_mean([s["metrics"].get(column, math.nan) for s in samples])
     return {
         "pred": str(pred_root),
         "gt": str(gt_root),

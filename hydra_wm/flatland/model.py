@@ -31,7 +31,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..flow import FlowMatchSchedule
 from ..io_utils import read_json
-from ..metrics import flatland_scores, flatland_summary, psnr
+from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr
 from ..models.codecs import PixelCodec
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
@@ -275,13 +275,9 @@ def run_clip(model: FlatlandModel, clip: FlatlandClip, *, noise_seed: int = 0, *
 
 
 def mean_scores(results: list[dict]) -> dict:
-    """Mean of each metric over clips, skipping NaN (undefined, e.g. no re-entry in a clip)."""
+    """Mean of each metric over clips, skipping NaN and missing values (undefined, e.g. no re-entry in a clip)."""
     keys = list(dict.fromkeys(k for r in results for k in r))
-    out = {}
-    for key in keys:
-        values = [r[key] for r in results if key in r and r[key] is not None and not math.isnan(r[key])]
-        out[key] = float(np.mean(values)) if values else math.nan
-    return out
+    return {key: nan_mean([math.nan if r.get(key) is None else r[key] for r in results]) for key in keys}
 
 
 def side_by_side(result: ClipResult, label: str, scale: int = 4) -> np.ndarray:

@@ -346,9 +346,15 @@ class HydraDiT(nn.Module):
                 f"latents: frames/height/width {frames, height, width} not divisible by patch {cfg.patch_size}"
             )
         grid = (frames // pt, height // ph, width // pw)
-        n_context = grid[0] // 2 if num_context_frames is None else num_context_frames // pt
+        # The context length is the number of context cameras (one per token frame); a given count must agree.
+        n_context = cam_context.shape[1] if cam_context.ndim == 3 else 0
+        if num_context_frames is not None and num_context_frames // pt != n_context:
+            raise InputError(
+                f"num_context_frames: {num_context_frames} latent frames, but cam_context has {n_context} rows "
+                f"(one per context frame)"
+            )
         if not 0 < n_context < grid[0]:
-            raise InputError(f"num_context_frames: expected between 1 and {frames - 1}, got {num_context_frames}")
+            raise InputError(f"cam_context: expected between 1 and {grid[0] - 1} context frames, got {n_context}")
         for name, cam, rows in (
             ("cam_context", cam_context, n_context),
             ("cam_target", cam_target, grid[0] - n_context),
@@ -391,8 +397,8 @@ class HydraDiT(nn.Module):
         """Predict the flow-matching velocity.
 
         latents: (B, C, F, H, W) = [context frames ; target frames] along F; timestep: (B,) or (1,);
-        context: (B, Lt, text_dim) text embeddings; cam_context: (B, Fc, 12); cam_target: (B, F - Fc, 12);
-        num_context_frames: Fc in latent frames (default F // 2).
+        context: (B, Lt, text_dim) text embeddings; cam_context: (B, Fc, 12); cam_target: (B, F - Fc, 12):
+        the context cameras' rows give Fc; num_context_frames, if given, must agree with them.
         attention_hook: shown the inputs of every self-attention call, e.g. an `attention.AttentionProbe`.
         Returns (B, out_dim, F, H, W), and the list of per-block `Retrieval`s when `return_retrieval`.
         """

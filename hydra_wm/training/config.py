@@ -3,20 +3,18 @@
 Defaults reproduce the reference recipe (REFERENCE.md §5): only HyDRA's and the self-attention parameters train,
 AdamW at lr 1e-5, one timestep per batch from the 1000 training timesteps weighted by w(t), bf16 (on GPU),
 gradient checkpointing per block. The `hydra-wm train` options are generated from this class (one option per
-field, its help text the field's docstring), so the CLI and the Python API cannot drift apart.
+field, its help text the field's docstring, its choices `FIELD_CHOICES`: `commands/options.py`), so the CLI and the
+Python API cannot drift apart.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
-import textwrap
 from dataclasses import dataclass
-from functools import cache
 
 from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, int_triple
+from ..distributed import DEVICE_PREFERENCES
 from ..errors import ConfigError
 
 TRAINABLE = ("auto", "hydra", "all")
@@ -25,8 +23,22 @@ PARALLEL = ("ddp", "fsdp")
 LR_SCHEDULES = ("constant", "cosine")
 TIMESTEP_SAMPLING = ("batch", "sample")
 LOSS_WEIGHTING = ("reference", "none")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = DEVICE_PREFERENCES
 FLATLAND_PREFIX = "flatland:"
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "attention": ATTENTION_MODES,
+    "retrieval": RETRIEVAL_MODES,
+    "prediction": PREDICTIONS,
+    "preset": tuple(sorted(DIT_PRESETS)),
+    "trainable": TRAINABLE,
+    "precision": PRECISIONS,
+    "parallel": PARALLEL,
+    "lr_schedule": LR_SCHEDULES,
+    "timesteps": TIMESTEP_SAMPLING,
+    "loss_weighting": LOSS_WEIGHTING,
+    "device": DEVICES,
+}
+"""Allowed values of each string field: what `TrainConfig` accepts and the choices of `hydra-wm train`'s options."""
 
 
 @dataclass
@@ -149,23 +161,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         self.export = self.export or None  # "" (e.g. `--export ""`) means no export
-        choices = {
-            "trainable": TRAINABLE,
-            "precision": PRECISIONS,
-            "parallel": PARALLEL,
-            "lr_schedule": LR_SCHEDULES,
-            "timesteps": TIMESTEP_SAMPLING,
-            "loss_weighting": LOSS_WEIGHTING,
-            "device": DEVICES,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
-        # DiT overrides: None keeps the checkpoint's or preset's value
-        overrides = {"attention": ATTENTION_MODES, "retrieval": RETRIEVAL_MODES, "prediction": PREDICTIONS}
-        for name, allowed in overrides.items():
-            if getattr(self, name) is not None and getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        keeps = ("attention", "retrieval", "prediction")  # DiT overrides: None keeps the checkpoint's or preset's
+        for name, allowed in FIELD_CHOICES.items():
+            value = getattr(self, name)
+            if name != "preset" and value not in allowed and not (value is None and name in keeps):
+                raise ConfigError(f"{name}: expected one of {allowed}, got {value!r}")
         if (self.init is None) == (self.preset is None):
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
         if self.tokenizer_kernel is not None:
@@ -247,17 +247,3 @@ RESUMABLE_CHANGES = frozenset(
 def field_defaults() -> dict:
     """{field: default} of `TrainConfig` in the JSON form a run's recorded config has (tuples as lists)."""
     return json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(TrainConfig)}))
-
-
-@cache
-def field_docs(cls: type = TrainConfig) -> dict[str, str]:
-    """{field: docstring} read from the class source (the string literal under each annotated field)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, following in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
-            value = following.value
-            if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                docs[node.target.id] = " ".join(value.value.split())  # type: ignore[union-attr]
-    return docs
