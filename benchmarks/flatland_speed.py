@@ -2,7 +2,7 @@
 
     python benchmarks/flatland_speed.py [--preset default] [--clips 200]
 
-The issue asks for at least 20 clips/s at the default size on one core. Timing is wall-clock on whatever
+The target is at least 20 clips/s at the default size on one core. Timing is wall-clock on whatever
 else the machine is doing; run it on a quiet machine and report the preset and the machine with the numbers.
 """
 

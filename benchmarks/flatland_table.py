@@ -1,4 +1,5 @@
-"""The README's built-in-model table: shipped Flatland models vs the baselines on held-out clips, with `hydra-wm eval`.
+"""The built-in models' table (docs/results.md): shipped Flatland models vs the baselines on held-out clips, with
+`hydra-wm eval`.
 
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
         [--sampling-steps 20,1] [--camera-retrieval] [--reuse]

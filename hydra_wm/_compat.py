@@ -5,7 +5,8 @@
 `sys.meta_path` that answers these names only: importing an old path imports the new module, warns once
 (`DeprecationWarning`) and registers the same module object under the old name, so ``from hydra_wm.model import
 HydraDiT`` and ``hydra_wm.models.dit.HydraDiT`` are one class. An old module whose names went to several places
-(`hydra_wm.codecs`, `hydra_wm.retrieval_viz`) becomes a stand-in that looks each name up in its new homes, in order.
+(`hydra_wm.retrieval`, `hydra_wm.codecs`, `hydra_wm.retrieval_viz`) becomes a stand-in that looks each name up in
+its new homes, in order.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import warnings
 
 MOVED: dict[str, tuple[str, ...]] = {
     "hydra_wm.model": ("hydra_wm.models.dit",),
-    "hydra_wm.retrieval": ("hydra_wm.models.memory",),
+    "hydra_wm.retrieval": ("hydra_wm.models.memory", "hydra_wm.models.attention", "hydra_wm.config"),
     "hydra_wm.loading": ("hydra_wm.models.loading",),
     "hydra_wm.state_dicts": ("hydra_wm.models.state_dicts",),
     "hydra_wm.parity": ("hydra_wm.models.parity",),

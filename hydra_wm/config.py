@@ -26,7 +26,8 @@ def int_triple(value, name: str) -> tuple[int, int, int]:
 
 
 def rope_split(head_dim: int) -> tuple[int, int, int]:
-    """Channels of one head given to the (frame, row, column) RoPE axes (REFERENCE.md §1).
+    """Channels of one head given to the (frame, row, column) RoPE axes (docs/reference.md §1; the authors'
+    `precompute_freqs_cis_3d` in `diffsynth/models/wan_video_dit.py`).
 
     Temporal gets ``d - 2*(d//3)``, each spatial axis ``d//3``: 44/42/42 for d = 128, 8/8/8 for d = 24.
     Every part must be even because RoPE rotates channel pairs.
@@ -85,7 +86,7 @@ class DiTConfig:
     top_k: int = 10
     """Memory frames retrieved per query frame (clamped when fewer are eligible)."""
     retrieval: str = "relevance"
-    """How `memory` mode ranks memory frames: `relevance` (HyDRA: <mean q, mean k_mem>, REFERENCE §1.1) or
+    """How `memory` mode ranks memory frames: `relevance` (HyDRA: <mean q, mean k_mem>, docs/reference.md §1.1) or
     `camera` (the paper's camera-FOV retrieval ablation: the cosine between the frames' viewing directions,
     from the relative cameras; the same choice in every block, no learned scores)."""
     tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)
@@ -143,10 +144,11 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     "wan2.1-t2v-1.3b": DiTConfig(),
     # Tiny model every unit test uses: head dim 24 (RoPE split 8/8/8), 2 blocks.
     "debug": DiTConfig(dim=48, in_dim=4, out_dim=4, ffn_dim=64, freq_dim=32, text_dim=16, num_heads=2, num_layers=2),
-    # The built-in Flatland model (issue 8) on `codecs.PixelCodec(2)` latents (12 channels, one latent frame per
-    # video frame) and a null text embedding: 32x32 frames -> 16x16 latents -> 8x8 tokens per frame. Head dim 48
-    # (RoPE 16/16/16): 64 does not split into even RoPE parts here (`rope_split`), and dim 96 stepped ~1.5x faster
-    # than dim 128 (1 head of 128 or 4 of 32) at batch 8 on 2 CPU cores. ~0.93 M parameters.
+    # The built-in Flatland model (`flatland/weights/`, docs/flatland.md) on `models.codecs.PixelCodec(2)` latents (12
+    # channels, one latent frame per video frame) and a null text embedding: 32x32 frames -> 16x16 latents -> 8x8
+    # tokens per frame. Head dim 48 (RoPE 16/16/16): 64 does not split into even RoPE parts here (`rope_split`),
+    # and dim 96 stepped ~1.5x faster than dim 128 (1 head of 128 or 4 of 32) at batch 8 on 2 CPU cores.
+    # ~0.93 M parameters.
     "flatland-tiny": DiTConfig(
         dim=96,
         in_dim=12,

@@ -1,4 +1,4 @@
-"""Rectified-flow (flow-matching) schedule, Euler sampler step and training targets (REFERENCE.md §4).
+"""Rectified-flow (flow-matching) schedule, Euler sampler step and training targets (docs/reference.md §4).
 
 Follows the reference's scheduler (DiffSynth-Studio `diffsynth/schedulers/flow_match.py`, `FlowMatchScheduler`
 with `shift=5, sigma_min=0, extra_one_step=True`), which is also what Wan2.1 samples with:
@@ -32,8 +32,8 @@ def shifted_sigmas(num_steps: int, shift: float) -> torch.Tensor:
 def round_timestep_bf16(timestep: torch.Tensor) -> torch.Tensor:
     """The timestep as the released DiT saw it in training: rounded to bfloat16, returned as float32.
 
-    The reference casts the timestep to bf16 before the sinusoidal embedding (995.93 -> 996; REFERENCE.md §1
-    item 1), so feeding the exact float value would condition the model on times it never saw.
+    The reference casts the timestep to bf16 before the sinusoidal embedding (995.93 -> 996; docs/reference.md §1,
+    step 1), so feeding the exact float value would condition the model on times it never saw.
     """
     return timestep.to(torch.bfloat16).to(torch.float32)
 

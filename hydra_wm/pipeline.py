@@ -1,6 +1,6 @@
 """Camera-controlled video continuation with HyDRA: condition clip + cameras + caption -> continuation.
 
-`HydraPipeline` runs the reference's inference (REFERENCE.md §3) as numbered steps around one denoising loop
+`HydraPipeline` runs the reference's inference (docs/reference.md §3) as numbered steps around one denoising loop
 (`denoise`), with the reference's defects fixed:
 
 * the condition latents are never decoded (the output's condition frames are the input frames);
@@ -61,7 +61,8 @@ def latent_frames(frames: int) -> int:
 
 @dataclass
 class GenerationConfig:
-    """Sampling settings; defaults are the reference's (REFERENCE.md §3)."""
+    """Sampling settings, one field per `hydra-wm generate` option; defaults are the reference's
+    (docs/reference.md §3)."""
 
     height: int = 480
     """Frame height in pixels (multiple of 16)."""

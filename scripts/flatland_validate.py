@@ -6,8 +6,9 @@
 For each checkpoint in RUN/checkpoints (all of them, or the `--step`s named; train with `--keep-every N` so that
 milestones survive `--keep-checkpoints`), this exports the model as `hydra-wm export` does (raw weights, or the EMA
 with `--ema`), generates `--samples` clips of Flatland world seed `--seed` with the demo's path
-(`world_model.run_clip`: the same numbers `hydra-wm demo --weights EXPORTED --seed S --samples N --no-video`
-prints) and averages the exact metrics. Seeds: training uses world seed 0, the README table 1000, validation 2000.
+(`flatland.model.run_clip`: the same numbers `hydra-wm demo --weights EXPORTED --seed S --samples N --no-video`
+prints) and averages the exact metrics. Seeds: training uses world seed 0, the results table (docs/results.md) 1000,
+validation 2000.
 
 Results go to RUN/validation/SETTINGS.json (one file per setting: seed, samples, sampling steps and shift, raw or
 EMA, retrieval), keyed by checkpoint step; checkpoints already scored there are not scored again, so re-running

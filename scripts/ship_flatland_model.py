@@ -7,8 +7,9 @@
    ``hydra_wm/flatland/weights/flatland-ATTENTION.safetensors``;
 2. the card ``flatland-ATTENTION.json``: Flatland preset and sampling settings (read by `hydra-wm demo`), the
    exact training command (rebuilt from the run's config.json), steps, wall time (sum of the logged step times),
-   the final logged loss, the README table's row for this model when `--table` has one, and the ``regression``
-   record `tests/test_builtin_model.py` checks: what the shipped weights score on clip 0 of world seed 1000.
+   the final logged loss, the results table's row (docs/results.md) for this model when `--table` has one, and the
+   ``regression`` record `tests/test_builtin_model.py` checks: what the shipped weights score on clip 0 of world
+   seed 1000.
 """
 
 from __future__ import annotations

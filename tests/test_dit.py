@@ -205,7 +205,7 @@ def test_bad_inputs_raise_one_line_errors():
 
 # ----------------------------------------------------------------------------------------- retrieval
 def naive_memory_attention(q, k, v, k_mem, v_mem, scores, frames, window, top_k):
-    """Straightforward per-frame implementation of REFERENCE.md §1.1 steps 5-7 (one softmax per frame)."""
+    """Straightforward per-frame implementation of docs/reference.md §1.1 steps 5-7 (one softmax per frame)."""
     B, L, N, d = q.shape
     T, Tm = L // frames, k_mem.shape[1] // scores.shape[-1]
     out = torch.empty_like(q)

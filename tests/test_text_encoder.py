@@ -25,7 +25,7 @@ NORM_SUFFIXES = ("gamma", "norm.weight", "norm1.weight", "norm2.weight")
 
 
 def recipe_state(shapes: dict, seed: int) -> dict[str, torch.Tensor]:
-    """Deterministic T5 weights (fixtures/README.md): one generator per sorted key, then scaled by name."""
+    """Deterministic T5 weights (tests/fixtures/README.md): one generator per sorted key, then scaled by name."""
     state = {}
     for i, key in enumerate(sorted(shapes)):
         shape = list(shapes[key])

@@ -15,7 +15,7 @@ VAE_FIXTURE = FIXTURES / "official_vae_parity.safetensors"
 
 
 def recipe_state(shapes: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
-    """Deterministic VAE weights (fixtures/README.md): one generator per sorted key, then scaled by name."""
+    """Deterministic VAE weights (tests/fixtures/README.md): one generator per sorted key, then scaled by name."""
     state = {}
     for i, key in enumerate(sorted(shapes)):
         x = torch.randn(shapes[key], generator=torch.Generator().manual_seed(seed * 100003 + i))

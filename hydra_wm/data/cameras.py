@@ -1,4 +1,4 @@
-"""Camera files → relative camera encodings, one 12-vector per latent frame (REFERENCE.md §2).
+"""Camera files → relative camera encodings, one 12-vector per latent frame (docs/reference.md §2).
 
 Formats read (detected from the top-level keys):
 

@@ -1,6 +1,6 @@
 """Offline preprocessing: dataset samples -> VAE latents, caption embeddings and relative cameras on disk.
 
-Per sample (REFERENCE.md §5): the context and target clips are encoded by the VAE *each on its own* (the VAE
+Per sample (docs/reference.md §5): the context and target clips are encoded by the VAE *each on its own* (the VAE
 is causal in time, so the target's first frame is encoded as a first frame, as in the reference), the caption
 by the text encoder (512 tokens, padding rows zero), and the relative cameras are read one per latent frame.
 The result is written as one safetensors file per sample plus a JSON manifest (format:
@@ -186,10 +186,10 @@ def latent_subject_mask(pixels: Tensor, shape: tuple[int, int, int], latent_stri
 
 @torch.no_grad()
 def encode_sample(item, encoders: Encoders) -> dict[str, Tensor]:
-    """One raw sample -> the training tensors (see `hydra_wm.training.data`), on the CPU; with the target's
+    """One raw sample -> the training tensors (see `hydra_wm.data.samples`), on the CPU; with the target's
     subject mask on the latent grid (`SUBJECT_MASK`) when the sample has masks."""
     context, target, cam_context, cam_target, caption = raw_fields(item)
-    # Each clip on its own (REFERENCE.md §5): the causal VAE sees the target's first frame as a first frame.
+    # Each clip on its own (docs/reference.md §5): the causal VAE sees the target's first frame as a first frame.
     latents = [encoders.encode_video(clip[None])[0].float().cpu() for clip in (context, target)]  # (C, F, h, w)
     for name, clip_latents, cams in (("context", latents[0], cam_context), ("target", latents[1], cam_target)):
         if clip_latents.shape[1] != cams.shape[0]:

@@ -4,7 +4,7 @@
 * ``closest-camera``: each target frame is the context frame whose camera is closest to the target camera
   (pure retrieval memory: right for a static scene seen before, wrong for every subject that moved).
 
-Camera distance between two camera-to-world poses (`cameras.load_camera_poses`, metres):
+Camera distance between two camera-to-world poses (`data.cameras.load_camera_poses`, metres):
 ``angle(R_a^T R_b) in degrees + deg_per_metre * |t_a - t_b|`` (default 10 degrees per metre). Ties go to the
 latest context frame. When a camera file holds a different number of poses than the video has frames (the
 raw UE dump pads to 77, relative files hold one pose per latent frame), video frame i uses pose

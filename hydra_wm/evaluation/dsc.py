@@ -1,4 +1,5 @@
-"""Dynamic Subject Consistency (DSC), REFERENCE.md §7 and the authors' ``eval_dsc.py``.
+"""Dynamic Subject Consistency (DSC): the paper's metric (docs/reference.md §7), as the authors' ``eval_dsc.py``
+computes it.
 
 For each frame with a subject box: CLIP ViT-B/16 last-layer patch tokens (without the CLS token), ROI-aligned
 in the box to 7x7 bins (``roi_align(..., aligned=True)``, adaptive sampling), averaged over the bins and

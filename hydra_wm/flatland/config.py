@@ -174,7 +174,8 @@ class FlatlandConfig:
 FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
     # HM-World in miniature: 48x80 (HM-World's aspect), 21+21 frames (6+6 Wan latent frames).
     "default": FlatlandConfig(),
-    # The issue-8 probe's size: 32x32, 20+20 frames for a codec without temporal compression.
+    # The built-in models' size: 32x32, 20+20 frames for a codec without temporal compression (64 tokens per
+    # frame for `flatland-tiny` on `PixelCodec(2)`).
     "small": FlatlandConfig(
         height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24)
     ),

@@ -64,7 +64,7 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
 
 
 def camera_record(clip: FlatlandClip) -> dict:
-    """``{"cond_cam": {"0": 4x4, ...}, "tgt_cam": {...}}``, REFERENCE.md §2 format 1 (Unreal, cm)."""
+    """``{"cond_cam": {"0": 4x4, ...}, "tgt_cam": {...}}``, docs/reference.md §2 format 1 (Unreal, cm)."""
     split = clip.context_frames
     streams = {"cond_cam": clip.camera_to_world[:split], "tgt_cam": clip.camera_to_world[split:]}
     return {key: {str(i): m.tolist() for i, m in enumerate(mats)} for key, mats in streams.items()}
@@ -294,7 +294,7 @@ class FlatlandDataset(Dataset):
 
     * ``context`` ``[3, Tc, H, W]``, ``target`` ``[3, Tt, H, W]`` float32 in [-1, 1];
     * ``context_cameras`` ``[mc, 12]``, ``target_cameras`` ``[mt, 12]`` float32: relative cameras exactly as
-      `cameras.load_relative_cameras` computes them from the written camera.json, one per latent frame
+      `data.cameras.load_relative_cameras` computes them from the written camera.json, one per latent frame
       (every `latent_stride`-th video frame);
     * ``context_labels`` ``[Tc, H, W]``, ``target_labels`` ``[Tt, H, W]`` int64: 0 background, s + 1 subject;
     * ``reentry`` ``[Tt, S]`` bool: target frames after subject s re-entered the view (`world.reentry_mask`);

@@ -54,7 +54,7 @@ class PixelCodec(nn.Module):
     rounding (exact for 8-bit frames) for any v in [-1, 1].
 
     Why s = 2 by default: with the DiT's Wan2.1 patch (1, 2, 2) on top, a 32x32 Flatland frame becomes 16x16
-    latents and 8x8 = 64 tokens, the size the issue-8 probe trained (and the split of Wan2.1: the codec makes
+    latents and 8x8 = 64 tokens, the size of the built-in models (and the split of Wan2.1: the codec makes
     the spatial grid, the DiT patchifies it 2x2, patchify/unpatchify run exactly as for the real model). s = 4
     with patch (1, 1, 1) gives the same tokens with the same 48 numbers each, so nothing is gained, while s = 2
     keeps the latents image-like (16x16x12, viewable and cheap to inspect) and needs H, W divisible by 4 in both
@@ -62,7 +62,7 @@ class PixelCodec(nn.Module):
     measurement (a trained VAE would add its own blur to PSNR and to subject presence).
 
     No temporal compression: ``latent_stride = 1`` (``config.temporal_factor``), so cameras are read for every
-    video frame (`cameras.latent_frame_indices(n, 1)` = all n frames; `FlatlandDataset(..., latent_stride=1)`)
+    video frame (`data.cameras.latent_frame_indices(n, 1)` = all n frames; `FlatlandDataset(..., latent_stride=1)`)
     and any clip length works (the Wan VAE needs 1 + 4k frames).
 
     Scale: ``mean`` / ``std`` default to Flatland's pixel statistics (`FLATLAND_PIXEL_MEAN`, `FLATLAND_PIXEL_STD`),

@@ -367,7 +367,8 @@ class HydraDiT(nn.Module):
 
     def rope_tables(self, grid: tuple[int, int, int], device) -> dict:
         """RoPE (cos, sin) for the full-resolution tokens (integer positions; target frames continue after
-        the context) and for the memory tokens (frame kt*j + (kt-1)/2, row kh*r, column kw*c: REFERENCE §1.1)."""
+        the context) and for the memory tokens (frame kt*j + (kt-1)/2, row kh*r, column kw*c: docs/reference.md
+        §1.1; the authors' `get_compressed_freqs_cis_3d`)."""
         kt, kh, kw = self.cfg.tokenizer_kernel
         frames, rows, cols = grid
         return {

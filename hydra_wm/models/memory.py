@@ -1,6 +1,8 @@
 """HyDRA's hybrid-memory attention: memory tokens, relevance-driven top-k retrieval and the local window.
 
-Pure functions on tensors, used by `dit.SelfAttention`. REFERENCE.md §1.1 (paper §3) is the specification:
+Pure functions on tensors, used by `dit.SelfAttention`. docs/reference.md §1.1 (paper §3; the authors'
+`SelfAttention.forward` and `DynamicRetrievalAttention.forward` in `diffsynth/models/wan_video_dit.py`) is the
+specification:
 
 * every query frame i attends to a local window of `window` full-resolution frames,
   ``start_i = clamp(i - (window - 1) // 2, 0, F - window)``;
@@ -72,7 +74,7 @@ def relevance_scores(q: Tensor, k_mem: Tensor, eligible: Tensor) -> Tensor:
 
 VIEW_DIRECTION = (2, 6, 10)
 """Entries of a relative camera 12-vector (top 3x4 of the camera-to-world pose, row-major, columns right, down,
-forward, position: `cameras.py`) holding the third column of R: the camera's viewing direction."""
+forward, position: `data/cameras.py`) holding the third column of R: the camera's viewing direction."""
 
 
 def camera_scores(cameras: Tensor, num_memory_frames: int, kernel_frames: int) -> Tensor:

@@ -298,7 +298,7 @@ def encode_prompts(
     """Prompts -> text embeddings (B, max_length, dim), rows past each prompt's token count set to zero.
 
     As Wan2.1 `T5EncoderModel.__call__` + `WanModel`: the encoder sees the padded batch with its mask, each
-    output is cut to its true length and zero-padded back to `max_length` (REFERENCE.md §3).
+    output is cut to its true length and zero-padded back to `max_length` (docs/reference.md §3).
     """
     if isinstance(prompts, str):
         prompts = [prompts]

@@ -1,6 +1,6 @@
 """`TrainConfig`: every knob of `hydra-wm train`, typed, documented per field and validated on construction.
 
-Defaults reproduce the reference recipe (REFERENCE.md §5): only HyDRA's and the self-attention parameters train,
+Defaults reproduce the reference recipe (docs/reference.md §5): only HyDRA's and the self-attention parameters train,
 AdamW at lr 1e-5, one timestep per batch from the 1000 training timesteps weighted by w(t), bf16 (on GPU),
 gradient checkpointing per block. The `hydra-wm train` options are generated from this class (one option per
 field, its help text the field's docstring, its choices `FIELD_CHOICES`: `commands/options.py`), so the CLI and the
@@ -49,7 +49,7 @@ class TrainConfig:
     """Run folder: config.json, checkpoints/, train_log.jsonl, the exported model."""
     data: str | None = None
     """Folder written by `hydra-wm preprocess`, or `flatland:PRESET` (e.g. `flatland:small`): Flatland clips
-    rendered and encoded on the fly by `codecs.PixelCodec` (`flatland_codec_factor`) with a null text embedding,
+    rendered and encoded on the fly by `models.codecs.PixelCodec` (`flatland_codec_factor`) with a null text embedding,
     nothing on disk. None only when a dataset object is passed to `train()`."""
     flatland_samples: int = 10_000
     """With `flatland:PRESET` data: number of clips (clip i is always the same clip for one seed)."""
@@ -117,7 +117,7 @@ class TrainConfig:
     """Noise-level sampling: `batch` = one random training timestep per batch (reference), `sample` = one per
     sample (lower-variance gradients for small models)."""
     loss_weighting: str = "reference"
-    """Per-timestep loss weight: `reference` = w(t) of REFERENCE.md §4, `none` = 1."""
+    """Per-timestep loss weight: `reference` = w(t) of docs/reference.md §4, `none` = 1."""
     subject_loss_weight: float = 1.0
     """Weight of the loss on target latent cells that show a subject, relative to 1 on the rest (the loss stays a
     weighted mean); 1: unweighted, the reference's. Subjects cover a small part of a frame, so a plain MSE is

@@ -1,4 +1,4 @@
-"""The training loop: flow matching on [clean context ; noisy target] latents (REFERENCE.md §4-5).
+"""The training loop: flow matching on [clean context ; noisy target] latents (docs/reference.md §4-5).
 
 Per optimiser step: draw the batch the `DataOrder` assigns to this process, draw one training timestep per
 batch (reference) or per sample, noise *all* latents and then put the clean context frames back, predict the
@@ -50,7 +50,7 @@ from .parallel import (
     uses_autocast,
 )
 
-# The reference's trainable set (REFERENCE.md §5): every parameter under these names.
+# The reference's trainable set (docs/reference.md §5): every parameter under these names.
 HYDRA_TRAINABLE = ("self_attn.", "cam_encoder_", "projector.")
 LOG_FILE = "train_log.jsonl"
 @dataclass
@@ -128,7 +128,7 @@ def flow_matching_loss(
     subject_weight: float = 1.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Flow-matching loss of one batch (REFERENCE.md §5); scalar float32."""
+    """Flow-matching loss of one batch (docs/reference.md §5); scalar float32."""
     latents, text, cam_context, cam_target, num_context = batch_to_model_inputs(batch)
     latents = latents.float()
     device, batch_size = latents.device, latents.shape[0]
