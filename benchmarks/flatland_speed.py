@@ -33,9 +33,7 @@ def main() -> None:
         render_clip(config, 1, index)
     render = args.clips / (time.perf_counter() - start)
 
-    dataset = FlatlandDataset(
-        config, args.clips, seed=1, latent_stride=4 if config.context_frames % 4 == 1 else 1
-    )
+    dataset = FlatlandDataset(config, args.clips, seed=1, latent_stride=4 if config.context_frames % 4 == 1 else 1)
     start = time.perf_counter()
     for index in range(args.clips):
         dataset[index]
@@ -48,8 +46,7 @@ def main() -> None:
         disk = disk_clips / (time.perf_counter() - start)
 
     print(
-        f"preset {args.preset}: {config.height}x{config.width}, "
-        f"{config.context_frames}+{config.target_frames} frames"
+        f"preset {args.preset}: {config.height}x{config.width}, {config.context_frames}+{config.target_frames} frames"
     )
     print(f"render_clip           {render:7.1f} clips/s")
     print(f"FlatlandDataset item  {items:7.1f} clips/s (tensors + relative cameras)")

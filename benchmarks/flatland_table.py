@@ -43,9 +43,14 @@ COLUMNS = [
     ("identity_reentry", "identity dist. re-entry"),
 ]
 PAIRED_METRICS = ["psnr", "background_psnr_revisit", "presence_reentry", "missing_reentry", "position_error_reentry"]
-LABELS = {"memory": "HyDRA (memory)", "window": "window (no memory)", "full": "full attention",
-          "memory-camera": "HyDRA weights, camera-FOV retrieval (ablation)",
-          "repeat-last": "repeat last context frame", "closest-camera": "copy closest-camera context frame"}
+LABELS = {
+    "memory": "HyDRA (memory)",
+    "window": "window (no memory)",
+    "full": "full attention",
+    "memory-camera": "HyDRA weights, camera-FOV retrieval (ablation)",
+    "repeat-last": "repeat last context frame",
+    "closest-camera": "copy closest-camera context frame",
+}
 
 
 def run(argv: list[str]) -> None:
@@ -61,12 +66,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/flatland-table"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sampling-steps", default="20,1", help="comma-separated sampling step counts")
-    parser.add_argument("--camera-retrieval", action="store_true",
-                        help="add a row: the memory model with the camera-FOV retrieval ablation (first step count)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep outputs already in OUT (a demo folder with metrics.json, an eval report) "
-                        "instead of regenerating them: re-renders the table after an interruption or a change "
-                        "of format; only for OUT written with the same models, clips and settings")
+    parser.add_argument(
+        "--camera-retrieval",
+        action="store_true",
+        help="add a row: the memory model with the camera-FOV retrieval ablation (first step count)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep outputs already in OUT (a demo folder with metrics.json, an eval report) "
+        "instead of regenerating them: re-renders the table after an interruption or a change "
+        "of format; only for OUT written with the same models, clips and settings",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out, rows, retrieval, reports = args.out, {}, {}, {}
@@ -88,8 +99,23 @@ def main() -> None:
         name = f"{row}-{steps}"
         if not (args.reuse and (out / name / "metrics.json").is_file()):
             fresh.add(name)
-            run(["demo", "--attention", attention, "--samples", str(args.samples), "--seed", str(args.seed),
-                 "--out", str(out / name), "--no-video", "--steps", str(steps), *extra])
+            run(
+                [
+                    "demo",
+                    "--attention",
+                    attention,
+                    "--samples",
+                    str(args.samples),
+                    "--seed",
+                    str(args.seed),
+                    "--out",
+                    str(out / name),
+                    "--no-video",
+                    "--steps",
+                    str(steps),
+                    *extra,
+                ]
+            )
         generated[name] = (row, steps)
         report = json.loads((out / name / "metrics.json").read_text())
         if attention == "memory":
@@ -115,8 +141,7 @@ def main() -> None:
     def cell(value) -> str:
         return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
-    lines = ["| model | " + " | ".join(label for _, label in COLUMNS) + " |",
-             "|---|" + "---:|" * len(COLUMNS)]
+    lines = ["| model | " + " | ".join(label for _, label in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, mean in rows.items():
         lines.append(f"| {label(name)} | " + " | ".join(cell(mean.get(key)) for key, _ in COLUMNS) + " |")
     for name, r in retrieval.items():
@@ -135,17 +160,22 @@ def main() -> None:
         if a in rows and b in rows:
             results = paired_comparison(reports[a], reports[b], PAIRED_METRICS, names=(a, b))
             paired[f"{a} vs {b}"] = [r.as_dict() for r in results]
-            lines += ["", f"Paired per clip, {label(a)} vs {label(b)} ({args.samples} clips; 95% bootstrap "
-                      "interval of the mean difference; sign test over the clips that are not tied):", "",
-                      format_comparison(results, ("memory", other))]
+            lines += [
+                "",
+                f"Paired per clip, {label(a)} vs {label(b)} ({args.samples} clips; 95% bootstrap "
+                "interval of the mean difference; sign test over the clips that are not tied):",
+                "",
+                format_comparison(results, ("memory", other)),
+            ]
     lines += ["", f"World: Flatland `{world}`, {args.samples} clips of world seed {args.seed}."]
     if elsewhere:
         lines.append("Not in this table (another world): " + "; ".join(elsewhere) + ".")
     table = "\n".join(lines)
     print(table)
     write_text_atomic(out / "table.md", table + "\n")
-    write_text_atomic(out / "table.json", json.dumps({"rows": rows, "retrieval": retrieval, "paired": paired},
-                                                          indent=1))
+    write_text_atomic(
+        out / "table.json", json.dumps({"rows": rows, "retrieval": retrieval, "paired": paired}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -57,9 +57,7 @@ def _pair(pred, target, value_range: tuple[float, float] = (-1.0, 1.0)) -> tuple
     """Validate two videos of the same shape and map them from `value_range` to [0, 1] (float64)."""
     pred, target = _video(pred, "prediction"), _video(target, "target")
     if pred.shape != target.shape:
-        raise InputError(
-            f"prediction shape {list(pred.shape)} does not match target shape {list(target.shape)}"
-        )
+        raise InputError(f"prediction shape {list(pred.shape)} does not match target shape {list(target.shape)}")
     low, high = (float(v) for v in value_range)
     if not high > low:
         raise InputError(f"value_range: expected (low, high) with high > low, got {value_range!r}")
@@ -131,9 +129,7 @@ def masked_psnr(pred, target, region, *, value_range=(-1.0, 1.0), max_db: float 
     pred, target = _pair(pred, target, value_range)
     region = _mask(region, "region").to(torch.float64)
     if region.shape != pred.shape[1:]:
-        raise InputError(
-            f"region shape {list(region.shape)} does not match video frames {list(pred.shape[1:])}"
-        )
+        raise InputError(f"region shape {list(region.shape)} does not match video frames {list(pred.shape[1:])}")
     count = region.sum(dim=(1, 2)) * pred.shape[0]
     mse = ((pred - target).pow(2) * region).sum(dim=(0, 2, 3)) / count
     return _psnr_from_mse(mse, max_db)
@@ -323,8 +319,7 @@ def flatland_scores(
             raise InputError(f"reentry: expected shape {[pred.shape[1], S]}, got {list(reentry.shape)}")
         any_frame = reentry.any(dim=1)
         summary["reentry"] = {
-            name: nan_mean(values, any_frame if values.ndim == 1 else reentry)
-            for name, values in frames.items()
+            name: nan_mean(values, any_frame if values.ndim == 1 else reentry) for name, values in frames.items()
         }
     return summary
 

@@ -42,9 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo_out", nargs="?", type=Path, default=Path("demo_out"), help="what `make demo` wrote")
     parser.add_argument("--sample", default="sample_00001", help="which clip (default sample_00001)")
-    parser.add_argument(
-        "--frames", type=int, nargs="+", default=[0, 6, 12, 19], help="target frames to show, 0-based"
-    )
+    parser.add_argument("--frames", type=int, nargs="+", default=[0, 6, 12, 19], help="target frames to show, 0-based")
     parser.add_argument("--context-frames", type=int, default=20, help="context frames before the target (20)")
     parser.add_argument("--out", type=Path, default=Path("docs/images/demo.png"))
     args = parser.parse_args()

@@ -66,5 +66,6 @@ def main() -> None:
             cells.append(f"block {block}: {effective:.0f}/{keys}{memory}")
         print(f"sigma {sigma:.2f}: " + "; ".join(cells))
 
+
 if __name__ == "__main__":
     main()

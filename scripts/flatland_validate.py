@@ -85,8 +85,9 @@ def card_for_run(run: Path, args: argparse.Namespace) -> ModelCard:
     if not isinstance(data, str) or not data.startswith("flatland:"):
         raise InputError(f"{run / 'config.json'}: data: expected a Flatland run (flatland:PRESET), got {data!r}")
     factor = config.get("flatland_codec_factor", 2)
-    return ModelCard(flatland_preset=data.removeprefix("flatland:"), codec_factor=factor, num_steps=args.num_steps,
-                     shift=args.shift)
+    return ModelCard(
+        flatland_preset=data.removeprefix("flatland:"), codec_factor=factor, num_steps=args.num_steps, shift=args.shift
+    )
 
 
 def score_checkpoint(path: Path, card: ModelCard, args: argparse.Namespace) -> dict:
@@ -119,20 +120,27 @@ def main(argv: list[str] | None = None) -> int:
         found = checkpoints(args.run, args.step)
         if args.threads:
             torch.set_num_threads(args.threads)
-        settings = {"seed": args.seed, "samples": args.samples, "num_steps": args.num_steps, "shift": args.shift,
-                    "weights": "ema" if args.ema else "raw", "retrieval": args.retrieval or "model"}
+        settings = {
+            "seed": args.seed,
+            "samples": args.samples,
+            "num_steps": args.num_steps,
+            "shift": args.shift,
+            "weights": "ema" if args.ema else "raw",
+            "retrieval": args.retrieval or "model",
+        }
         name = "-".join(f"{k}{v}" for k, v in settings.items()) + ".json"
         out = args.run / "validation" / name
         results = read_json(out)["checkpoints"] if out.is_file() else {}
         todo = [step for step in found if str(step) not in results]
-        print(f"flatland_validate: {args.run} ({card.flatland_preset}), {len(found)} checkpoint(s), "
-              f"{len(todo)} to score on {args.samples} clip(s) of world seed {args.seed}")
+        print(
+            f"flatland_validate: {args.run} ({card.flatland_preset}), {len(found)} checkpoint(s), "
+            f"{len(todo)} to score on {args.samples} clip(s) of world seed {args.seed}"
+        )
         for step in tqdm(todo, desc="checkpoints", unit="ckpt"):
             results[str(step)] = score_checkpoint(found[step], card, args)
             # written after every checkpoint: an interrupted validation keeps what it scored
             out.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out, json.dumps({"settings": settings, "checkpoints": results}, indent=1,
-                                              allow_nan=True))
+            write_text_atomic(out, json.dumps({"settings": settings, "checkpoints": results}, indent=1, allow_nan=True))
         print(markdown({str(step): results[str(step)] for step in found}))
         print(f"wrote {out}")
     except HydraError as exc:

@@ -45,8 +45,11 @@ def train_command(config: dict, steps: int, ema: bool = True) -> str:
         else:
             parts += [option, str(value)]
     parts += ["--stop-after", str(steps)]
-    return " ".join(parts) + f" && hydra-wm export {config['out']} --out flatland-{config['attention']}.safetensors" + (
-        "" if ema else " --no-ema")
+    return (
+        " ".join(parts)
+        + f" && hydra-wm export {config['out']} --out flatland-{config['attention']}.safetensors"
+        + ("" if ema else " --no-ema")
+    )
 
 
 def main() -> None:
@@ -68,8 +71,10 @@ def main() -> None:
     log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
     # Resumed runs log some steps twice (work lost to an interruption is redone): the last record of a step wins.
     log = sorted({entry["step"]: entry for entry in log if entry["step"] <= steps}.values(), key=lambda e: e["step"])
-    seconds = sum(entry["step_seconds"] * (entry["step"] - previous["step"])
-                  for previous, entry in zip([{"step": 0}, *log], log, strict=False))
+    seconds = sum(
+        entry["step_seconds"] * (entry["step"] - previous["step"])
+        for previous, entry in zip([{"step": 0}, *log], log, strict=False)
+    )
     factor = config.get("flatland_codec_factor", 2)
     card = {
         "flatland_preset": config["data"].removeprefix("flatland:"),
@@ -78,7 +83,7 @@ def main() -> None:
         "shift": args.shift,
         "attention": attention,
         "data": f"{config['flatland_samples']} Flatland clips of preset {config['data']} (world seed "
-                f"{config['flatland_seed']}), rendered and encoded by PixelCodec({factor}) on the fly; null text",
+        f"{config['flatland_seed']}), rendered and encoded by PixelCodec({factor}) on the fly; null text",
         "train_command": train_command(config, steps, ema=not args.no_ema),
         "steps": steps,
         "samples_seen": steps * config["batch_size"] * config["grad_accum"],

@@ -86,9 +86,7 @@ def test_any_4k_plus_1_and_stride(tmp_path):
 
 
 def test_reference_frame_parameter():
-    context, target = load_relative_cameras(
-        EXAMPLES / "cam1.json", reference=("context", 0), numerics="float64"
-    )
+    context, target = load_relative_cameras(EXAMPLES / "cam1.json", reference=("context", 0), numerics="float64")
     assert torch.allclose(context[0], torch.eye(4)[:3].reshape(12), atol=1e-6)
     assert not torch.allclose(target[0], torch.eye(4)[:3].reshape(12), atol=1e-3)
 
@@ -258,9 +256,7 @@ def test_cli_prints_vectors(cameras_cli, capsys):
 
 def test_cli_out_and_plot(cameras_cli, tmp_path, capsys):
     out, plot = tmp_path / "rel.json", tmp_path / "paths.png"
-    code = cameras_cli(
-        ["cameras", str(EXAMPLES / "raw_ue_cam3.json"), "--out", str(out), "--plot", str(plot)]
-    )
+    code = cameras_cli(["cameras", str(EXAMPLES / "raw_ue_cam3.json"), "--out", str(out), "--plot", str(plot)])
     assert code == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     # The JSON is itself a camera file (already-relative vectors) giving back the same numbers.

@@ -16,8 +16,10 @@ from hydra_wm.evaluation.compare import bootstrap_mean_ci, paired_comparison, si
 def report(values: dict[str, list], names=None) -> dict:
     n = len(next(iter(values.values())))
     names = names or [f"sample_{i:05d}" for i in range(n)]
-    return {"columns": list(values), "per_sample": [
-        {"name": name, "metrics": {k: v[i] for k, v in values.items()}} for i, name in enumerate(names)]}
+    return {
+        "columns": list(values),
+        "per_sample": [{"name": name, "metrics": {k: v[i] for k, v in values.items()}} for i, name in enumerate(names)],
+    }
 
 
 def test_sign_test_matches_the_binomial_distribution():
@@ -77,8 +79,23 @@ def test_compare_command_writes_json_and_fails_with_one_line(tmp_path, capsys):
         (tmp_path / name).mkdir()
         rep = report({"psnr": [10.0 + shift + i for i in range(6)], "lpips": [0.3 - shift / 10] * 6})
         (tmp_path / name / "metrics.json").write_text(json.dumps(rep))
-    code = main(["compare", str(tmp_path / "a"), str(tmp_path / "b" / "metrics.json"), "--names", "mem", "win",
-                 "--metrics", "psnr", "lpips", "--out", str(tmp_path / "cmp.json"), "--resamples", "500"])
+    code = main(
+        [
+            "compare",
+            str(tmp_path / "a"),
+            str(tmp_path / "b" / "metrics.json"),
+            "--names",
+            "mem",
+            "win",
+            "--metrics",
+            "psnr",
+            "lpips",
+            "--out",
+            str(tmp_path / "cmp.json"),
+            "--resamples",
+            "500",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "| mem − win |" in out.splitlines()[0]
     results = {r["metric"]: r for r in json.loads((tmp_path / "cmp.json").read_text())["results"]}

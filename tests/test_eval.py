@@ -94,8 +94,12 @@ def _naive_roi_align(features, box, out=7):
             xh = xl + 1
         ly, lx = y - yl, x - xl
         f = features.double()
-        return ((1 - ly) * (1 - lx) * f[:, yl, xl] + (1 - ly) * lx * f[:, yl, xh]
-                + ly * (1 - lx) * f[:, yh, xl] + ly * lx * f[:, yh, xh])
+        return (
+            (1 - ly) * (1 - lx) * f[:, yl, xl]
+            + (1 - ly) * lx * f[:, yl, xh]
+            + ly * (1 - lx) * f[:, yh, xl]
+            + ly * lx * f[:, yh, xh]
+        )
 
     for ph in range(out):
         for pw in range(out):
@@ -115,8 +119,10 @@ def test_roi_align_matches_torchvision_semantics():
     gen = torch.Generator().manual_seed(0)
     features = torch.randn(4, 5, 14, 14, generator=gen, dtype=torch.float64)
     # inside, touching the border, larger than 7 cells (2x2 samples per bin), tiny, and partly outside
-    boxes = torch.tensor([[2.3, 3.1, 9.7, 8.2], [0.0, 0.0, 14.0, 14.0], [5.0, 5.0, 5.6, 6.0], [-2.0, 10.0, 3.0, 16.0]],
-                         dtype=torch.float64)
+    boxes = torch.tensor(
+        [[2.3, 3.1, 9.7, 8.2], [0.0, 0.0, 14.0, 14.0], [5.0, 5.0, 5.6, 6.0], [-2.0, 10.0, 3.0, 16.0]],
+        dtype=torch.float64,
+    )
     got = roi_align(features, boxes)
     for n in range(4):
         assert torch.allclose(got[n], _naive_roi_align(features[n], boxes[n]), atol=1e-12), n
@@ -187,8 +193,19 @@ def test_eval_of_flatland_against_itself_is_perfect(flatland, models, tmp_path, 
 
     backbone, heads = random_weights("vgg")  # AlexNet needs frames of at least 31 pixels; debug frames are 16x24
     torch.save({**backbone, **heads}, tmp_path / "lpips_vgg.pth")
-    code, out, _ = _eval(capsys, flatland, flatland, "--out", tmp_path / "out", "--clip", models / "clip",
-                         "--dino", models / "dino", "--lpips-weights", tmp_path / "lpips_vgg.pth")
+    code, out, _ = _eval(
+        capsys,
+        flatland,
+        flatland,
+        "--out",
+        tmp_path / "out",
+        "--clip",
+        models / "clip",
+        "--dino",
+        models / "dino",
+        "--lpips-weights",
+        tmp_path / "lpips_vgg.pth",
+    )
     assert code == 0
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     mean = report["mean"]

@@ -65,11 +65,7 @@ def test_every_clip_has_a_target_reentry_after_the_subject_was_seen(preset):
         assert (clip.in_view[:Tc].sum(axis=0) >= 2).all(), "every subject is seen in the context"
         events = find_events(clip.in_view, Tc)
         assert events == clip.events
-        good = [
-            e
-            for e in events
-            if Tc <= e["entry"] <= config.total_frames - 2 and low <= e["out_of_view"] <= high
-        ]
+        good = [e for e in events if Tc <= e["entry"] <= config.total_frames - 2 and low <= e["out_of_view"] <= high]
         assert good, f"clip {index} has no target re-entry"
         for e in good:  # the event is real: in view before, out for the whole gap, in view at entry
             s = e["subject"]
@@ -96,9 +92,7 @@ def test_masks_and_labels_match_the_drawn_sprites():
         assert np.array_equal(masks[..., 0] == 255, clip.labels > 0)
         for s, kind in enumerate(clip.subjects):
             pixels = clip.frames[clip.labels == s + 1]
-            assert (pixels[:, None, :] == kind.rgb[None]).all(-1).any(-1).all(), (
-                "subject pixels use its colours"
-            )
+            assert (pixels[:, None, :] == kind.rgb[None]).all(-1).any(-1).all(), "subject pixels use its colours"
             assert np.array_equal(clip.visible_px[:, s], (clip.labels == s + 1).sum(axis=(1, 2)))
         # No background pixel has a subject colour, so colour alone identifies subjects.
         subject_rgb = np.array(list(SUBJECT_COLOURS.values()), dtype=np.uint8)
@@ -153,9 +147,7 @@ def test_cameras_round_trip_through_the_camera_loader(written):
     folder = written / "sample_00001"
     clip = render_clip(DEBUG, 11, 1)
     ue = np.array([json.loads((folder / "camera.json").read_text())["cond_cam"]["0"]])
-    assert np.allclose(
-        ue[0][:3, 0], [np.cos(np.radians(clip.yaw_deg[0])), np.sin(np.radians(clip.yaw_deg[0])), 0]
-    )
+    assert np.allclose(ue[0][:3, 0], [np.cos(np.radians(clip.yaw_deg[0])), np.sin(np.radians(clip.yaw_deg[0])), 0])
     context, target = load_relative_cameras(folder / "camera.json", latent_stride=4)
     assert context.shape == target.shape == (3, 12)  # 9 frames → latent frames 0, 4, 8
     frames = np.array([0, 4, 8])

@@ -50,9 +50,7 @@ def hm_world(tmp_path_factory):
     (one / "check.json").write_text(json.dumps({"exit_frame": 4, "enter_frame": 13}))
     write_video(two / "cond.mp4", _rgb_video(2), crf=0)
     shutil.copy(EXAMPLES / "cam1.json", two / "camera.json")
-    (two / "check.json").write_text(
-        json.dumps([{"type": "exit", "frame": 3}, {"type": "enter", "frame": 20}])
-    )
+    (two / "check.json").write_text(json.dumps([{"type": "exit", "frame": 3}, {"type": "enter", "frame": 20}]))
     (root / "caption.txt").write_text("a knight walks away\na woman on a rooftop\n")
     return root
 

@@ -12,8 +12,20 @@ from hydra_wm.errors import CheckpointError
 from hydra_wm.evaluation.lpips import load_lpips, lpips_frames
 
 # torchvision's `features` layouts written out by hand: ("conv", index, stride, padding) | ("relu",) | ("pool", k, s)
-ALEX_OPS = [("conv", 0, 4, 2), ("relu",), ("pool", 3, 2), ("conv", 3, 1, 2), ("relu",), ("pool", 3, 2),
-            ("conv", 6, 1, 1), ("relu",), ("conv", 8, 1, 1), ("relu",), ("conv", 10, 1, 1), ("relu",)]
+ALEX_OPS = [
+    ("conv", 0, 4, 2),
+    ("relu",),
+    ("pool", 3, 2),
+    ("conv", 3, 1, 2),
+    ("relu",),
+    ("pool", 3, 2),
+    ("conv", 6, 1, 1),
+    ("relu",),
+    ("conv", 8, 1, 1),
+    ("relu",),
+    ("conv", 10, 1, 1),
+    ("relu",),
+]
 ALEX_SHAPES = {0: (64, 3, 11), 3: (192, 64, 5), 6: (384, 192, 3), 8: (256, 384, 3), 10: (256, 256, 3)}
 VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 
@@ -59,8 +71,13 @@ def reference_lpips(backbone: dict, heads: dict, kind: str, x: torch.Tensor, y: 
         for op in ops:
             if op[0] == "conv":
                 _, i, stride, pad = op
-                h = F.conv2d(h, backbone[f"features.{i}.weight"].double(), backbone[f"features.{i}.bias"].double(),
-                             stride=stride, padding=pad)
+                h = F.conv2d(
+                    h,
+                    backbone[f"features.{i}.weight"].double(),
+                    backbone[f"features.{i}.bias"].double(),
+                    stride=stride,
+                    padding=pad,
+                )
             elif op[0] == "pool":
                 h = F.max_pool2d(h, op[1], op[2])
             else:
@@ -119,8 +136,11 @@ def test_lpips_identities(alex_files):
 def test_one_file_in_lpips_module_layout_gives_the_same_model(alex_files, tmp_path):
     folder, backbone, heads = alex_files
     slices = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}  # lpips.pretrained_networks.alexnet slice of each conv
-    combined = {f"net.slice{slices[int(k.split('.')[1])]}.{k.removeprefix('features.')}": v
-                for k, v in backbone.items() if k.startswith("features.")}
+    combined = {
+        f"net.slice{slices[int(k.split('.')[1])]}.{k.removeprefix('features.')}": v
+        for k, v in backbone.items()
+        if k.startswith("features.")
+    }
     combined.update(heads)
     combined["scaling_layer.shift"] = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
     torch.save(combined, tmp_path / "lpips_alex_full.pth")

@@ -114,9 +114,7 @@ def test_shifted_subject_gives_the_shift_as_position_error():
     nudged = segment_subjects(_video_with_square((MAGENTA, YELLOW), 5, 5), colours) == 1
     assert mask_iou(nudged, true_mask)[0].item() == pytest.approx(12 / 20)
     # Same subject, same look: identity distance 0 despite the move.
-    assert torch.allclose(
-        identity_distance(shifted, truth, found, true_mask), torch.zeros(3, dtype=torch.float64)
-    )
+    assert torch.allclose(identity_distance(shifted, truth, found, true_mask), torch.zeros(3, dtype=torch.float64))
 
 
 def test_missing_subject_has_presence_zero():
@@ -138,13 +136,9 @@ def test_recoloured_subject_has_a_large_identity_distance():
     recoloured = _video_with_square((BLUE, BLUE), 4, 5)
     mask = segment_subjects(truth, [[MAGENTA, YELLOW]]) == 1
     # The boxes hold only subject pixels: magenta+yellow histogram bins vs one blue bin share nothing.
-    assert torch.allclose(
-        identity_distance(recoloured, truth, mask, mask), torch.ones(3, dtype=torch.float64)
-    )
+    assert torch.allclose(identity_distance(recoloured, truth, mask, mask), torch.ones(3, dtype=torch.float64))
     histogram = colour_histogram(truth, mask)
-    assert histogram.shape == (3, 64) and torch.allclose(
-        histogram.sum(dim=1), torch.ones(3, dtype=torch.float64)
-    )
+    assert histogram.shape == (3, 64) and torch.allclose(histogram.sum(dim=1), torch.ones(3, dtype=torch.float64))
     assert (histogram[0] > 0).sum() == 2
 
 

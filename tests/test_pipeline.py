@@ -61,8 +61,18 @@ class ExactVelocityDiT(nn.Module):
         self.context, self.x0, self.noise, self.guidance = context, x0, noise, guidance
         self.timesteps = []
 
-    def forward(self, latents, timestep, text, cam_context, cam_target, *, num_context_frames, return_retrieval,
-                attention_hook=None):
+    def forward(
+        self,
+        latents,
+        timestep,
+        text,
+        cam_context,
+        cam_target,
+        *,
+        num_context_frames,
+        return_retrieval,
+        attention_hook=None,
+    ):
         fc = num_context_frames
         assert fc == self.context.shape[2] and latents.shape[2] == fc + self.x0.shape[2]
         torch.testing.assert_close(latents[:, :, :fc], self.context.expand(latents.shape[0], -1, -1, -1, -1))

@@ -66,9 +66,7 @@ def tokenizer_dir(tmp_path_factory):
     )  # fmt: skip
     source = tmp_path_factory.mktemp("spm")
     (source / "spiece.model").write_bytes(model.getvalue())
-    (source / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 0})
-    )
+    (source / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 0}))
     folder = tmp_path_factory.mktemp("ckpt") / "google" / "umt5-xxl"
     T5Tokenizer.from_pretrained(str(source), extra_ids=0).save_pretrained(str(folder))
     return folder
@@ -136,9 +134,7 @@ def test_encode_prompts_pads_to_max_length_and_zeroes_padding(tmp_path, tokenize
 def test_clean_prompt_follows_wan():
     assert clean_prompt("  a\tred \n\n car &amp;amp; a &lt;dog&gt; ") == "a red car & a <dog>"
     assert clean_prompt("cafÃ©") == "café"  # ftfy repairs UTF-8 read as Latin-1
-    assert WAN_NEGATIVE_PROMPT.startswith("色调艳丽，过曝") and WAN_NEGATIVE_PROMPT.endswith(
-        "背景人很多，倒着走"
-    )
+    assert WAN_NEGATIVE_PROMPT.startswith("色调艳丽，过曝") and WAN_NEGATIVE_PROMPT.endswith("背景人很多，倒着走")
 
 
 def test_wrong_keys_and_shapes_give_one_line_errors(tmp_path):
@@ -156,9 +152,7 @@ def test_wrong_keys_and_shapes_give_one_line_errors(tmp_path):
 
     state["blocks.1.attn.q.weight"] = torch.zeros(8, 16)
     torch.save(state, path)
-    with pytest.raises(
-        CheckpointError, match=r"'blocks.1.attn.q.weight' has shape \(8, 16\), expected \(16, 16\)"
-    ):
+    with pytest.raises(CheckpointError, match=r"'blocks.1.attn.q.weight' has shape \(8, 16\), expected \(16, 16\)"):
         load_text_encoder(path, config)
 
 

@@ -141,9 +141,7 @@ def test_tiled_vae_matches_untiled_when_the_network_is_local(debug_vae):
 
 def test_single_tile_is_identical_to_untiled(debug_vae):
     latents = torch.randn(1, 16, 2, 4, 6)
-    assert torch.equal(
-        debug_vae.decode(latents, tiled=True, tile_size=64, tile_overlap=32), debug_vae.decode(latents)
-    )
+    assert torch.equal(debug_vae.decode(latents, tiled=True, tile_size=64, tile_overlap=32), debug_vae.decode(latents))
 
 
 def test_bad_tiles_and_inputs_are_rejected(debug_vae):

@@ -51,8 +51,14 @@ def test_retrieval_scores_count_hits_against_the_true_view_overlap():
     overlap = np.array([[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.2, 0.0], [0.1, 0.2, 1.0, 0.6], [0.0, 0.0, 0.6, 1.0]])
     # one step, one block, one pass; target frame 2 picks memory frame 3 (hit), frame 3 picks 0 (miss)
     indices = torch.tensor([[[[[1], [0], [3], [0]]]]])
-    record = RetrievalRecord(indices=indices, scores=torch.zeros(indices.shape), valid=torch.ones(indices.shape,
-                             dtype=torch.bool), num_context_frames=2, num_memory_frames=4, frames_per_memory=1)
+    record = RetrievalRecord(
+        indices=indices,
+        scores=torch.zeros(indices.shape),
+        valid=torch.ones(indices.shape, dtype=torch.bool),
+        num_context_frames=2,
+        num_memory_frames=4,
+        frames_per_memory=1,
+    )
     scores = world_model.retrieval_scores(record, overlap, window=1)
     assert scores["retrieval_hit"] == pytest.approx(0.5)
     assert scores["retrieval_overlap"] == pytest.approx((0.6 + 0.0) / 2)
@@ -144,8 +150,14 @@ def test_demo_writes_videos_heat_maps_and_metrics_that_eval_recomputes(tmp_path,
     report = json.loads((out / "metrics.json").read_text())
     assert report["attention"] == "memory" and report["seed"] == 5 and len(report["samples"]) == 2
     mean = report["mean"]
-    for key in ("retrieval_hit", "retrieval_hit_chance", "retrieval_overlap", "retrieval_overlap_chance",
-                "retrieval_same_view", "retrieval_same_view_chance"):
+    for key in (
+        "retrieval_hit",
+        "retrieval_hit_chance",
+        "retrieval_overlap",
+        "retrieval_overlap_chance",
+        "retrieval_same_view",
+        "retrieval_same_view_chance",
+    ):
         assert 0.0 <= mean[key] <= 1.0
     assert math.isfinite(mean["psnr"]) and math.isfinite(mean["background_psnr_revisit"])
     # the same numbers from the written files (mp4 RGB<->YUV rounding aside)

@@ -25,8 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=BASELINES, help="which predictor")
     p.add_argument("data", type=Path, help="HM-World-layout dataset (NAME/cond.mp4, tgt.mp4, camera.json)")
     p.add_argument("out", type=Path, help="output folder (NAME.mp4 files are replaced)")
-    p.add_argument("--deg-per-metre", type=float, default=DEG_PER_METRE,
-                   help=f"weight of camera translation against rotation (default {DEG_PER_METRE:g})")
+    p.add_argument(
+        "--deg-per-metre",
+        type=float,
+        default=DEG_PER_METRE,
+        help=f"weight of camera translation against rotation (default {DEG_PER_METRE:g})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -39,8 +39,7 @@ def format_vectors(context: torch.Tensor, target: torch.Tensor) -> str:
         lines.append(f"{name} [{vectors.shape[0]}x{vectors.shape[1]}]  (R row-major | t in m)")
         for i, v in enumerate(vectors.tolist()):
             rows = "  ".join(
-                " ".join(f"{x:+.4f}" for x in v[r * 4 : r * 4 + 3]) + f" | {v[r * 4 + 3]:+8.3f}"
-                for r in range(3)
+                " ".join(f"{x:+.4f}" for x in v[r * 4 : r * 4 + 3]) + f" | {v[r * 4 + 3]:+8.3f}" for r in range(3)
             )
             lines.append(f"{i:3d}  {rows}")
     return "\n".join(lines)
@@ -138,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         context_poses, target_poses, frame = load_camera_poses(path, raw_frames=args.raw_frames)
         stream, index = reference
-        origin = (
-            (target_poses if stream == "target" else context_poses)[index, :3, 3] if frame == "world" else 0.0
-        )
+        origin = (target_poses if stream == "target" else context_poses)[index, :3, 3] if frame == "world" else 0.0
         # Matrix files hold every video frame (an arrow per latent frame); vector files one per latent frame.
         plot_camera_paths(
             context_poses,
@@ -165,9 +162,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", help="camera JSON file")
     parser.add_argument("--out", metavar="X.json", help="write the vectors as JSON instead of printing them")
     parser.add_argument("--plot", metavar="OUT.png", help="draw both camera paths from above")
-    parser.add_argument(
-        "--latent-stride", type=int, default=4, help="video frames per latent frame (default 4)"
-    )
+    parser.add_argument("--latent-stride", type=int, default=4, help="video frames per latent frame (default 4)")
     parser.add_argument(
         "--reference",
         default="target:0",

@@ -23,8 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("a", type=Path, help="report A (metrics.json or the folder holding it)")
     p.add_argument("b", type=Path, help="report B, of the same samples")
-    p.add_argument("--metrics", nargs="+", help="metrics to compare (default: PSNR, background and re-entry "
-                   "subject metrics that both reports have)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        help="metrics to compare (default: PSNR, background and re-entry subject metrics that both reports have)",
+    )
     p.add_argument("--names", nargs=2, metavar=("NAME_A", "NAME_B"), help="column names (default: A B)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
@@ -43,13 +46,26 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.level < 1.0:
         raise InputError(f"--level: expected a confidence level between 0 and 1, got {args.level}")
     names = tuple(args.names) if args.names else ("A", "B")
-    results = paired_comparison(read_report(args.a), read_report(args.b), args.metrics,
-                                resamples=args.resamples, level=args.level, seed=args.seed,
-                                names=(str(args.a), str(args.b)))
+    results = paired_comparison(
+        read_report(args.a),
+        read_report(args.b),
+        args.metrics,
+        resamples=args.resamples,
+        level=args.level,
+        seed=args.seed,
+        names=(str(args.a), str(args.b)),
+    )
     print(format_comparison(results, names, args.level))
     if args.out:
-        payload = {"a": str(args.a), "b": str(args.b), "names": list(names), "level": args.level,
-                   "resamples": args.resamples, "seed": args.seed, "results": [r.as_dict() for r in results]}
+        payload = {
+            "a": str(args.a),
+            "b": str(args.b),
+            "names": list(names),
+            "level": args.level,
+            "resamples": args.resamples,
+            "seed": args.seed,
+            "results": [r.as_dict() for r in results],
+        }
         write_text_atomic(args.out, json.dumps(payload, indent=1))
         print(f"wrote {args.out}")
     return 0

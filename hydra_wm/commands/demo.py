@@ -29,16 +29,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     p.add_argument("--samples", type=int, default=4, help="held-out clips to generate (default 4)")
-    p.add_argument("--seed", type=int, default=None, help="Flatland world seed of the clips (default 1000; the "
-                   "shipped models trained on seed 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="Flatland world seed of the clips (default 1000; the shipped models trained on seed 0)",
+    )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    p.add_argument("--attention", default="memory", choices=ATTENTION_MODES,
-                   help="which shipped model: memory (HyDRA) or the window / full baselines (default memory)")
-    p.add_argument("--weights", type=Path, help="a Flatland DiT file of your own (e.g. from `hydra-wm export`) "
-                   "instead of the shipped one; a model card FILE.json next to it is used when present")
-    p.add_argument("--retrieval", choices=RETRIEVAL_MODES,
-                   help="how the memory model ranks memory frames: relevance (HyDRA's learned scores, the default) "
-                   "or camera (the paper's camera-FOV retrieval ablation, from the cameras)")
+    p.add_argument(
+        "--attention",
+        default="memory",
+        choices=ATTENTION_MODES,
+        help="which shipped model: memory (HyDRA) or the window / full baselines (default memory)",
+    )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="a Flatland DiT file of your own (e.g. from `hydra-wm export`) "
+        "instead of the shipped one; a model card FILE.json next to it is used when present",
+    )
+    p.add_argument(
+        "--retrieval",
+        choices=RETRIEVAL_MODES,
+        help="how the memory model ranks memory frames: relevance (HyDRA's learned scores, the default) "
+        "or camera (the paper's camera-FOV retrieval ablation, from the cameras)",
+    )
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the initial noise (default 0)")
     p.add_argument("--no-video", action="store_true", help="metrics only: skip the mp4s and heat maps")
@@ -73,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
     if model.attention == "memory" and model.dit.cfg.retrieval == "camera":
         label = "memory, camera-FOV retrieval"
-    print(f"hydra-wm demo: {model.path.name} ({label}, {sum(p.numel() for p in model.dit.parameters()) / 1e6:.2f} M "
-          f"parameters) on {args.samples} held-out Flatland clip(s) (preset {model.card.flatland_preset!r}, "
-          f"{config.height}x{config.width}, {config.context_frames} context + {config.target_frames} target frames, "
-          f"world seed {seed})")
+    print(
+        f"hydra-wm demo: {model.path.name} ({label}, {sum(p.numel() for p in model.dit.parameters()) / 1e6:.2f} M "
+        f"parameters) on {args.samples} held-out Flatland clip(s) (preset {model.card.flatland_preset!r}, "
+        f"{config.height}x{config.width}, {config.context_frames} context + {config.target_frames} target frames, "
+        f"world seed {seed})"
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     names = write_dataset(out / "data", config, args.samples, seed, overwrite=True, progress=False)
@@ -87,35 +104,60 @@ def run(args: argparse.Namespace) -> int:
         result = run_clip(model, clip, noise_seed=args.noise_seed, num_steps=args.steps)
         seconds += time.perf_counter() - start
         results[name] = result.scores
-        write_video(out / "pred" / f"{name}.mp4", result.frames_uint8(), config.fps, crf=0, pix_fmt="yuv444p",
-                    options={"preset": "veryfast", "threads": "1"})
+        write_video(
+            out / "pred" / f"{name}.mp4",
+            result.frames_uint8(),
+            config.fps,
+            crf=0,
+            pix_fmt="yuv444p",
+            options={"preset": "veryfast", "threads": "1"},
+        )
         if not args.no_video:
             write_video(out / f"{name}.mp4", side_by_side(result, label), config.fps)
             if result.retrieval is not None:
-                plot_retrieval(result.retrieval, out / f"{name}_retrieval.png",
-                               title=f"{name}: memory frames retrieved by each generated frame")
+                plot_retrieval(
+                    result.retrieval,
+                    out / f"{name}_retrieval.png",
+                    title=f"{name}: memory frames retrieved by each generated frame",
+                )
     mean = mean_scores(list(results.values()))
-    report = {"model": str(model.path), "attention": model.attention, "retrieval": model.dit.cfg.retrieval,
-              "flatland_preset": model.card.flatland_preset,
-              "seed": seed, "noise_seed": args.noise_seed, "generation_seconds": seconds, "mean": mean,
-              "samples": results}
+    report = {
+        "model": str(model.path),
+        "attention": model.attention,
+        "retrieval": model.dit.cfg.retrieval,
+        "flatland_preset": model.card.flatland_preset,
+        "seed": seed,
+        "noise_seed": args.noise_seed,
+        "generation_seconds": seconds,
+        "mean": mean,
+        "samples": results,
+    }
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=1, allow_nan=True))
 
     def line(name: str, s: dict) -> str:
-        text = (f"{name:>14}  PSNR {_fmt(s['psnr'])} dB (repeat-last {_fmt(s['repeat_last_psnr'])})  "
-                f"after re-entry {_fmt(s['psnr_reentry'])}  background revisited {_fmt(s['background_psnr_revisit'])}"
-                f"  presence {_fmt(s['presence_reentry'])}  position error {_fmt(s['position_error_reentry'], 1)} px")
+        text = (
+            f"{name:>14}  PSNR {_fmt(s['psnr'])} dB (repeat-last {_fmt(s['repeat_last_psnr'])})  "
+            f"after re-entry {_fmt(s['psnr_reentry'])}  background revisited {_fmt(s['background_psnr_revisit'])}"
+            f"  presence {_fmt(s['presence_reentry'])}  position error {_fmt(s['position_error_reentry'], 1)} px"
+        )
         if "retrieval_hit" in s:
-            text += (f"  retrieval hit {_fmt(s['retrieval_hit'])} (chance {_fmt(s['retrieval_hit_chance'])}),"
-                     f" same view {_fmt(s['retrieval_same_view'])} (chance {_fmt(s['retrieval_same_view_chance'])})")
+            text += (
+                f"  retrieval hit {_fmt(s['retrieval_hit'])} (chance {_fmt(s['retrieval_hit_chance'])}),"
+                f" same view {_fmt(s['retrieval_same_view'])} (chance {_fmt(s['retrieval_same_view_chance'])})"
+            )
         return text
 
     for name, scores in results.items():
         print(line(name, scores))
     print(line("mean", mean))
-    print(f"generation: {seconds:.1f} s for {len(names)} clip(s) ({seconds / len(names):.2f} s per clip, "
-          f"{torch.get_num_threads()} threads)")
-    print(f"wrote {out}/: " + ("" if args.no_video else "NAME.mp4 (context | generated | truth), ")
-          + ("NAME_retrieval.png, " if not args.no_video and model.attention == "memory" else "")
-          + f"metrics.json; `hydra-wm eval {out / 'pred'} {out / 'data'}` recomputes the metrics")
+    print(
+        f"generation: {seconds:.1f} s for {len(names)} clip(s) ({seconds / len(names):.2f} s per clip, "
+        f"{torch.get_num_threads()} threads)"
+    )
+    print(
+        f"wrote {out}/: "
+        + ("" if args.no_video else "NAME.mp4 (context | generated | truth), ")
+        + ("NAME_retrieval.png, " if not args.no_video and model.attention == "memory" else "")
+        + f"metrics.json; `hydra-wm eval {out / 'pred'} {out / 'data'}` recomputes the metrics"
+    )
     return 0

@@ -36,10 +36,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--background-clip", help="CLIP folder for background consistency only (VBench: ViT-B/32)")
     p.add_argument("--dino", help="DINO folder (ViTModel, e.g. dino-vitb16, or Dinov2Model) for subject consistency")
     p.add_argument("--frames", type=int, help="compare only the first N target frames")
-    p.add_argument("--context-frames", type=int, help="condition frames at the start of each prediction video "
-                   "(default: decided by the frame count)")
-    p.add_argument("--window", type=int, default=5, help="local attention window (frames) that defines the "
-                   "Flatland metric `background PSNR revisited beyond the window` (default 5, HyDRA's)")
+    p.add_argument(
+        "--context-frames",
+        type=int,
+        help="condition frames at the start of each prediction video (default: decided by the frame count)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=5,
+        help="local attention window (frames) that defines the "
+        "Flatland metric `background PSNR revisited beyond the window` (default 5, HyDRA's)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the learned metrics (default cpu)")
     p.add_argument("--per-sample", action="store_true", help="also print one line per sample")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run folder (latest checkpoint) or a checkpoints/step_*.safetensors file")
     p.add_argument("--out", required=True, help="output file (.safetensors with config metadata, or .ckpt/.pth)")
     p.add_argument(
-        "--ema", action=argparse.BooleanOptionalAction, default=True,
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="export the EMA weights when the run kept them (default: yes)",
     )
     p.set_defaults(func=run)

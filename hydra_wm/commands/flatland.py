@@ -48,9 +48,7 @@ def config_from_args(args: argparse.Namespace):
 def run_make(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     start = time.perf_counter()
-    names = write_dataset(
-        args.out, config, args.samples, args.seed, overwrite=args.overwrite, progress=not args.quiet
-    )
+    names = write_dataset(args.out, config, args.samples, args.seed, overwrite=args.overwrite, progress=not args.quiet)
     seconds = time.perf_counter() - start
     print(
         f"wrote {len(names)} Flatland samples ({config.height}x{config.width}, "
@@ -70,13 +68,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     make = actions.add_parser(
         "make",
-        help="write a dataset: sample_NNNNN/{cond,tgt}{,_mask}.mp4, camera/character/check/truth.json, "
-        "caption.txt",
+        help="write a dataset: sample_NNNNN/{cond,tgt}{,_mask}.mp4, camera/character/check/truth.json, caption.txt",
         description="Render N clips in the published HM-World layout. Ranges take LOW,HIGH or one number.",
     )
-    make.add_argument(
-        "out", help="output directory (absent or empty, or an earlier Flatland set with --overwrite)"
-    )
+    make.add_argument("out", help="output directory (absent or empty, or an earlier Flatland set with --overwrite)")
     make.add_argument("--samples", type=int, default=64, help="number of clips (default 64)")
     make.add_argument("--seed", type=int, default=0, help="dataset seed; sample i comes from (seed, i)")
     make.add_argument(
@@ -92,17 +87,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--fov-deg", type=float, help="horizontal field of view in degrees")
     make.add_argument("--fps", type=int, help="frame rate of the mp4 files")
     make.add_argument("--subjects", metavar="LOW,HIGH", help="subjects per clip, 1..3")
-    make.add_argument(
-        "--pan-range", metavar="LOW,HIGH", help="camera pan amplitude, peak to peak, in degrees"
-    )
+    make.add_argument("--pan-range", metavar="LOW,HIGH", help="camera pan amplitude, peak to peak, in degrees")
     make.add_argument(
         "--out-of-view",
         metavar="LOW,HIGH",
         help="frames the guaranteed exit-entry subject stays wholly out of view",
     )
-    make.add_argument(
-        "--subject-height", metavar="LOW,HIGH", help="subject height as a fraction of the frame"
-    )
+    make.add_argument("--subject-height", metavar="LOW,HIGH", help="subject height as a fraction of the frame")
     make.add_argument("--styles", metavar="A,B", help=f"scene styles to use (of {', '.join(SCENE_STYLES)})")
     make.add_argument("--overwrite", action="store_true", help="replace an earlier Flatland set in OUT")
     make.add_argument("--quiet", action="store_true", help="no progress bar")

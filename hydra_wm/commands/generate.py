@@ -131,9 +131,7 @@ def run(args: argparse.Namespace) -> int:
     chunks = sample_chunks(args, config)
     first = next(chunks)  # reads and checks every sample's cameras before any model is loaded
     options = {name: getattr(args, name) for name in PIPELINE_OPTIONS if getattr(args, name) is not None}
-    pipeline = HydraPipeline(
-        files, dtype=DTYPES[args.dtype], **options, log=lambda message: print(message, flush=True)
-    )
+    pipeline = HydraPipeline(files, dtype=DTYPES[args.dtype], **options, log=lambda message: print(message, flush=True))
     print(
         f"generating {config.context_frames}+{config.target_frames} frames at {config.height}x{config.width}, "
         f"{config.num_steps} steps, CFG {config.guidance_scale}, seed {config.seed}, {pipeline.device} "

@@ -122,9 +122,7 @@ def parse_ue_matrix_string(text: Any, where: str) -> np.ndarray:
         raise InputError(f"{where}: expected a string of four bracketed groups, got {type(text).__name__}")
     groups = _BRACKET_GROUP.findall(text)
     if len(groups) != 4 or _BRACKET_GROUP.sub("", text).strip():
-        raise InputError(
-            f"{where}: expected four bracketed groups of four numbers, got {text.strip()[:80]!r}"
-        )
+        raise InputError(f"{where}: expected four bracketed groups of four numbers, got {text.strip()[:80]!r}")
     rows = []
     for g, group in enumerate(groups):
         fields = group.split()
@@ -149,9 +147,7 @@ def raw_ue_streams(
     parsed: dict[int, np.ndarray] = {}
     for key, value in data.items():
         if not key.isdigit():
-            raise InputError(
-                f'{where}: key "{key}": a raw UE dump has only frame keys "0".."{num_frames - 1}"'
-            )
+            raise InputError(f'{where}: key "{key}": a raw UE dump has only frame keys "0".."{num_frames - 1}"')
         index = int(key)
         if index >= num_frames:
             raise InputError(f'{where}: key "{key}": beyond the {num_frames} frames of a raw UE dump')
@@ -188,9 +184,7 @@ def _array_stream(value: Any, where: str, tol: float) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
-        raise InputError(
-            f"{where}: expected an [m,12] or [n,4,4] array of numbers (ragged or non-numeric)"
-        ) from None
+        raise InputError(f"{where}: expected an [m,12] or [n,4,4] array of numbers (ragged or non-numeric)") from None
     if array.ndim == 3 and array.shape[1:] == (4, 4) and len(array):
         for i, matrix in enumerate(array):
             check_rigid(matrix, f"{where}[{i}]", tol=tol)
@@ -374,9 +368,7 @@ def load_relative_cameras(
         context_rel, target_rel = relative_poses(context, target, reference=reference, numerics=numerics)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
-    vectors = [
-        torch.as_tensor(pose_vectors(rel[indices]), dtype=torch.float32) for rel in (context_rel, target_rel)
-    ]
+    vectors = [torch.as_tensor(pose_vectors(rel[indices]), dtype=torch.float32) for rel in (context_rel, target_rel)]
     return vectors[0], vectors[1]
 
 
@@ -392,8 +384,6 @@ def load_camera_poses(
     context, target, fmt = read_camera_streams(path, raw_frames=raw_frames, tol=tol)
     if fmt == "relative":
         bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), (len(context), 1, 4))
-        as_poses = [
-            np.concatenate([v.reshape(-1, 3, 4), bottom[: len(v)]], axis=1) for v in (context, target)
-        ]
+        as_poses = [np.concatenate([v.reshape(-1, 3, 4), bottom[: len(v)]], axis=1) for v in (context, target)]
         return as_poses[0], as_poses[1], "reference"
     return ue_to_camera_to_world(context), ue_to_camera_to_world(target), "world"

@@ -101,13 +101,7 @@ def red_mask(frames: np.ndarray) -> np.ndarray:
     # HSV hue (degrees) of a pixel whose maximum channel is red: 60 · (G − B) / chroma, in (−60, 60].
     hue = 60.0 * (g - b) / np.maximum(chroma, 1)
     saturated = chroma * 255 >= RED_MIN_SATURATION * value
-    return (
-        red_is_max
-        & saturated
-        & (value >= RED_MIN_VALUE)
-        & (hue >= RED_HUE_DEGREES[0])
-        & (hue <= RED_HUE_DEGREES[1])
-    )
+    return red_is_max & saturated & (value >= RED_MIN_VALUE) & (hue >= RED_HUE_DEGREES[0]) & (hue <= RED_HUE_DEGREES[1])
 
 
 def subject_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -283,9 +277,7 @@ class HMWorldDataset:
         self.load_clips, self.load_masks = load_clips, load_masks
         self.latent_stride, self.camera_numerics = latent_stride, camera_numerics
         sample_dirs = [
-            d.name
-            for d in self.root.iterdir()
-            if d.is_dir() and any((d / f).is_file() for f in PUBLISHED_FILES)
+            d.name for d in self.root.iterdir() if d.is_dir() and any((d / f).is_file() for f in PUBLISHED_FILES)
         ]
         examples = [p.stem for p in self.root.glob("*.mp4") if p.stem.isdigit()]
         if sample_dirs:

@@ -119,9 +119,7 @@ def to_uint8_frames(video: torch.Tensor | np.ndarray) -> np.ndarray:
             raise InputError(f"video array: expected uint8 [T,H,W,3], got {video.dtype} {list(video.shape)}")
         return video
     if not video.is_floating_point() or video.ndim != 4 or video.shape[0] != 3:
-        raise InputError(
-            f"video tensor: expected float [3,T,H,W] in [-1,1], got {video.dtype} {list(video.shape)}"
-        )
+        raise InputError(f"video tensor: expected float [3,T,H,W] in [-1,1], got {video.dtype} {list(video.shape)}")
     # The reference's tensor2video: (x + 1) * 127.5, clipped, truncated to uint8.
     frames = ((video.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
     return rearrange(frames, "c t h w -> t h w c").numpy()  # (T, H, W, 3)
@@ -159,7 +157,5 @@ def write_video(
             stream.pix_fmt = pix_fmt
             stream.options = {"crf": str(crf), **(options or {})}
             for image in frames:
-                container.mux(
-                    stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
-                )
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
             container.mux(stream.encode())  # flush delayed frames

@@ -102,6 +102,7 @@ def run_baseline(
     out.mkdir(parents=True, exist_ok=True)
     for name in tqdm(names, desc=kind, unit="sample", disable=not progress):
         video = predict(kind, data / name, deg_per_metre=deg_per_metre)
-        write_video(out / f"{name}.mp4", video, FPS, crf=0, pix_fmt="yuv444p",
-                    options={"preset": "veryfast", "threads": "1"})
+        write_video(
+            out / f"{name}.mp4", video, FPS, crf=0, pix_fmt="yuv444p", options={"preset": "veryfast", "threads": "1"}
+        )
     return names

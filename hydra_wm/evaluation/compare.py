@@ -24,8 +24,16 @@ from ..errors import InputError
 from ..io_utils import read_json
 
 LOWER_IS_BETTER = ("lpips", "missing", "position_error", "identity")
-DEFAULT_METRICS = ("psnr", "psnr_reentry", "background_psnr", "background_psnr_revisit", "presence_reentry",
-                   "missing_reentry", "position_error_reentry", "identity_reentry")
+DEFAULT_METRICS = (
+    "psnr",
+    "psnr_reentry",
+    "background_psnr",
+    "background_psnr_revisit",
+    "presence_reentry",
+    "missing_reentry",
+    "position_error_reentry",
+    "identity_reentry",
+)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -65,8 +73,9 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def bootstrap_mean_ci(values: np.ndarray, *, resamples: int = 10_000, level: float = 0.95,
-                      seed: int = 0) -> tuple[float, float]:
+def bootstrap_mean_ci(
+    values: np.ndarray, *, resamples: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `values` (resampled with replacement, seeded)."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
@@ -84,9 +93,17 @@ def _number(value) -> float:
     return float(value)
 
 
-def paired_comparison(report_a: dict, report_b: dict, metrics: list[str] | tuple[str, ...] | None = None, *,
-                      resamples: int = 10_000, level: float = 0.95, seed: int = 0, tie_tol: float = 1e-9,
-                      names: tuple[str, str] = ("A", "B")) -> list[PairedResult]:
+def paired_comparison(
+    report_a: dict,
+    report_b: dict,
+    metrics: list[str] | tuple[str, ...] | None = None,
+    *,
+    resamples: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+    tie_tol: float = 1e-9,
+    names: tuple[str, str] = ("A", "B"),
+) -> list[PairedResult]:
     """Compare two eval reports (``metrics.json`` contents) clip by clip; see the module docstring.
 
     Both reports must score the same samples (by name). A metric missing from both reports' columns is an error;
@@ -99,9 +116,11 @@ def paired_comparison(report_a: dict, report_b: dict, metrics: list[str] | tuple
         raise InputError(f"{empty}: per_sample: expected per-sample metrics (a `hydra-wm eval` metrics.json)")
     if set(samples_a) != set(samples_b):
         only_a, only_b = sorted(set(samples_a) - set(samples_b)), sorted(set(samples_b) - set(samples_a))
-        raise InputError(f"{names[0]} vs {names[1]}: per_sample: expected the same samples; only in "
-                         f"{names[0]}: {only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in {names[1]}: "
-                         f"{only_b[:3]}{'...' if len(only_b) > 3 else ''}")
+        raise InputError(
+            f"{names[0]} vs {names[1]}: per_sample: expected the same samples; only in "
+            f"{names[0]}: {only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in {names[1]}: "
+            f"{only_b[:3]}{'...' if len(only_b) > 3 else ''}"
+        )
     order = sorted(samples_a)
     if metrics is None:
         available = set(report_a.get("columns", [])) & set(report_b.get("columns", []))
@@ -109,8 +128,9 @@ def paired_comparison(report_a: dict, report_b: dict, metrics: list[str] | tuple
     results = []
     for metric in metrics:
         if not any(metric in samples_a[n] or metric in samples_b[n] for n in order):
-            raise InputError(f"{names[0]}: metric {metric!r}: not in the reports (columns: "
-                             f"{', '.join(report_a.get('columns', []))})")
+            raise InputError(
+                f"{names[0]}: metric {metric!r}: not in the reports (columns: {', '.join(report_a.get('columns', []))})"
+            )
         a = np.array([_number(samples_a[n].get(metric)) for n in order])
         b = np.array([_number(samples_b[n].get(metric)) for n in order])
         keep = np.isfinite(a) & np.isfinite(b)
@@ -119,11 +139,21 @@ def paired_comparison(report_a: dict, report_b: dict, metrics: list[str] | tuple
         better = -diff if lower_is_better(metric) else diff
         wins, losses = int((better > tie_tol).sum()), int((better < -tie_tol).sum())
         low, high = bootstrap_mean_ci(diff, resamples=resamples, level=level, seed=seed)
-        results.append(PairedResult(
-            metric=metric, clips=int(keep.sum()),
-            mean_a=float(a.mean()) if a.size else math.nan, mean_b=float(b.mean()) if b.size else math.nan,
-            diff=float(diff.mean()) if diff.size else math.nan, low=low, high=high,
-            wins=wins, ties=int(diff.size) - wins - losses, losses=losses, p_sign=sign_test(wins, losses)))
+        results.append(
+            PairedResult(
+                metric=metric,
+                clips=int(keep.sum()),
+                mean_a=float(a.mean()) if a.size else math.nan,
+                mean_b=float(b.mean()) if b.size else math.nan,
+                diff=float(diff.mean()) if diff.size else math.nan,
+                low=low,
+                high=high,
+                wins=wins,
+                ties=int(diff.size) - wins - losses,
+                losses=losses,
+                p_sign=sign_test(wins, losses),
+            )
+        )
     return results
 
 
@@ -140,13 +170,16 @@ def read_report(path: str | Path) -> dict:
     return report
 
 
-def format_comparison(results: list[PairedResult], names: tuple[str, str] = ("A", "B"),
-                      level: float = 0.95) -> str:
+def format_comparison(results: list[PairedResult], names: tuple[str, str] = ("A", "B"), level: float = 0.95) -> str:
     a, b = names
-    lines = [f"| metric | clips | {a} | {b} | {a} − {b} | {level:.0%} CI | {a} better / tie / worse | sign-test p |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| metric | clips | {a} | {b} | {a} − {b} | {level:.0%} CI | {a} better / tie / worse | sign-test p |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         arrow = "↓" if lower_is_better(r.metric) else "↑"
-        lines.append(f"| {r.metric} {arrow} | {r.clips} | {r.mean_a:.3f} | {r.mean_b:.3f} | {r.diff:+.3f} | "
-                     f"[{r.low:+.3f}, {r.high:+.3f}] | {r.wins} / {r.ties} / {r.losses} | {r.p_sign:.2g} |")
+        lines.append(
+            f"| {r.metric} {arrow} | {r.clips} | {r.mean_a:.3f} | {r.mean_b:.3f} | {r.diff:+.3f} | "
+            f"[{r.low:+.3f}, {r.high:+.3f}] | {r.wins} / {r.ties} / {r.losses} | {r.p_sign:.2g} |"
+        )
     return "\n".join(lines)

@@ -65,8 +65,10 @@ def roi_align(features: Tensor, boxes: Tensor, output_size: int = ROI_SIZE, *, a
     ``[N, C, output_size, output_size]``: each bin averages ``ceil(roi / output_size)`` x ... bilinear samples.
     """
     if features.ndim != 4 or boxes.shape != (features.shape[0], 4):
-        raise InputError(f"roi_align: expected [N, C, H, W] features and [N, 4] boxes, got "
-                         f"{list(features.shape)} and {list(boxes.shape)}")
+        raise InputError(
+            f"roi_align: expected [N, C, H, W] features and [N, 4] boxes, got "
+            f"{list(features.shape)} and {list(boxes.shape)}"
+        )
     N, C, H, W = features.shape
     boxes = boxes.to(torch.float64)
     offset = 0.5 if aligned else 0.0
@@ -83,8 +85,11 @@ def roi_align(features: Tensor, boxes: Tensor, output_size: int = ROI_SIZE, *, a
     def axis(start: Tensor, bin_size: Tensor, grid: Tensor, G: int, size: int) -> Tensor:
         samples = torch.arange(G, dtype=torch.float64)
         step = bin_size / grid.clamp(min=1)
-        coords = (start[:, None, None] + bins[None, :, None] * bin_size[:, None, None]
-                  + (samples[None, None, :] + 0.5) * step[:, None, None])  # (N, P, G)
+        coords = (
+            start[:, None, None]
+            + bins[None, :, None] * bin_size[:, None, None]
+            + (samples[None, None, :] + 0.5) * step[:, None, None]
+        )  # (N, P, G)
         valid = samples[None, None, :] < grid[:, None, None]
         return _interpolation_weights(coords, valid.expand_as(coords), size)  # (N, P, G, size)
 
@@ -126,8 +131,13 @@ def dsc_scores(
     shows the subject.
     """
     nan = torch.full((target.shape[1],), math.nan, dtype=torch.float64)
-    out = {"dsc_ctx": math.nan, "dsc_gt": math.nan, "track_boxes": torch.full((target.shape[1], 4), math.nan),
-           "track_similarity": nan, "reason": None}
+    out = {
+        "dsc_ctx": math.nan,
+        "dsc_gt": math.nan,
+        "track_boxes": torch.full((target.shape[1], 4), math.nan),
+        "track_similarity": nan,
+        "reason": None,
+    }
     in_context, in_target = valid_boxes(context_boxes), valid_boxes(target_boxes)
     if not in_context.any():
         out["reason"] = "no context frame shows the subject (cond_mask)"

@@ -57,8 +57,10 @@ def _quiet_transformers() -> Iterator[None]:
 def _model_folder(path: str | os.PathLike, what: str) -> Path:
     folder = Path(path)
     if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: {what} model folder not found (expected config.json and weights, as "
-                         "save_pretrained writes them)")
+        raise InputError(
+            f"{folder}: {what} model folder not found (expected config.json and weights, as "
+            "save_pretrained writes them)"
+        )
     return folder
 
 
@@ -67,8 +69,9 @@ def _check_loaded(info: dict, folder: Path, what: str, allowed_missing: frozense
     mismatched = list(info.get("mismatched_keys", ()))
     if missing or mismatched:
         keys = sorted(missing) or [str(m[0] if isinstance(m, tuple) else m) for m in mismatched]
-        raise CheckpointError(f"{folder}: {what} weights missing or mis-shaped for {len(keys)} keys "
-                              f"(e.g. {', '.join(keys[:3])})")
+        raise CheckpointError(
+            f"{folder}: {what} weights missing or mis-shaped for {len(keys)} keys (e.g. {', '.join(keys[:3])})"
+        )
     return set(info.get("missing_keys", ()))
 
 
@@ -213,8 +216,9 @@ def clip_image_embeds(clip: ClipVision, video: Tensor) -> Tensor:
     size = clip.image_size
     out = []
     for batch in _batches(frames):
-        batch = F.interpolate(batch.to(clip.device), size=short_side_size(*batch.shape[-2:], size),
-                              mode="bicubic", antialias=False)
+        batch = F.interpolate(
+            batch.to(clip.device), size=short_side_size(*batch.shape[-2:], size), mode="bicubic", antialias=False
+        )
         pixels = _normalise(center_crop(batch, size), CLIP_MEAN, CLIP_STD)
         output = clip.model(pixel_values=pixels)
         embeds = output.image_embeds if clip.has_projection else output.last_hidden_state[:, 0]
@@ -234,8 +238,13 @@ def dino_cls(dino: DinoModel, video: Tensor) -> Tensor:
     frames = _frames01(video)
     out = []
     for batch in _batches(frames):
-        batch = F.interpolate(batch.to(dino.device), size=short_side_size(*batch.shape[-2:], dino.image_size),
-                              mode="bilinear", antialias=False, align_corners=False)
+        batch = F.interpolate(
+            batch.to(dino.device),
+            size=short_side_size(*batch.shape[-2:], dino.image_size),
+            mode="bilinear",
+            antialias=False,
+            align_corners=False,
+        )
         pixels = _normalise(batch, IMAGENET_MEAN, IMAGENET_STD)
         extra = {"interpolate_pos_encoding": True} if dino.kind == "vit" else {}
         out.append(dino.model(pixel_values=pixels, **extra).last_hidden_state[:, 0].float().cpu())

@@ -48,8 +48,21 @@ VGG16_CONVS = {
     i: (c_in, c_out, 3, 1, 1)
     for i, (c_in, c_out) in zip(
         (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
-        ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512),
-         (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)),
+        (
+            (3, 64),
+            (64, 64),
+            (64, 128),
+            (128, 128),
+            (128, 256),
+            (256, 256),
+            (256, 256),
+            (256, 512),
+            (512, 512),
+            (512, 512),
+            (512, 512),
+            (512, 512),
+            (512, 512),
+        ),
         strict=True,
     )
 }
@@ -164,8 +177,10 @@ def load_lpips(paths: str | os.PathLike | list[str | os.PathLike]) -> LPIPS:
         )
     kind = {11: "alex", 3: "vgg"}.get(first.shape[-1])
     if kind is None:
-        raise CheckpointError(f"{where}: features.0.weight has a {first.shape[-1]}x{first.shape[-1]} kernel; "
-                              "expected 11x11 (AlexNet) or 3x3 (VGG16)")
+        raise CheckpointError(
+            f"{where}: features.0.weight has a {first.shape[-1]}x{first.shape[-1]} kernel; "
+            "expected 11x11 (AlexNet) or 3x3 (VGG16)"
+        )
     model = LPIPS(kind)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -185,12 +200,15 @@ def load_lpips(paths: str | os.PathLike | list[str | os.PathLike]) -> LPIPS:
 def lpips_frames(model: LPIPS, pred: Tensor, target: Tensor, *, batch: int = 8) -> Tensor:
     """Per-frame LPIPS of two ``[3, T, H, W]`` videos in [-1, 1] → ``[T]`` float64."""
     if pred.shape != target.shape or pred.ndim != 4 or pred.shape[0] != 3:
-        raise InputError(f"lpips: expected two [3, T, H, W] videos of one shape, got "
-                              f"{list(pred.shape)} and {list(target.shape)}")
+        raise InputError(
+            f"lpips: expected two [3, T, H, W] videos of one shape, got {list(pred.shape)} and {list(target.shape)}"
+        )
     minimum = MIN_SIZE[model.net.kind]
     if min(pred.shape[2:]) < minimum:
-        raise InputError(f"lpips: frames of {pred.shape[2]}x{pred.shape[3]} are smaller than LPIPS-{model.net.kind}'s "
-                         f"minimum {minimum}x{minimum}")
+        raise InputError(
+            f"lpips: frames of {pred.shape[2]}x{pred.shape[3]} are smaller than LPIPS-{model.net.kind}'s "
+            f"minimum {minimum}x{minimum}"
+        )
     x, y = pred.float().transpose(0, 1), target.float().transpose(0, 1)  # (T, 3, H, W)
     out = [model(x[i : i + batch], y[i : i + batch]) for i in range(0, x.shape[0], batch)]
     return torch.cat(out).double()

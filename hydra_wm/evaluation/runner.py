@@ -117,8 +117,10 @@ def load_models(options: EvalOptions) -> Models:
     if background is None:
         skipped["background_consistency"] = "skipped: no --clip (or --background-clip) model given"
     elif not background.has_projection:
-        notes.append(f"background consistency: {background.path} has no visual_projection; CLIP's pooled "
-                     "output is used instead of the projected image embedding")
+        notes.append(
+            f"background consistency: {background.path} has no visual_projection; CLIP's pooled "
+            "output is used instead of the projected image embedding"
+        )
     return Models(lpips_model, clip, dino, background, skipped, notes)
 
 
@@ -137,8 +139,10 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
     pred = read_prediction(prediction_path(pred_root, name), Tc, Tt, skip=options.context_frames, frames=N)
     notes = []
     if tuple(pred.shape[2:]) != tuple(gt.target.shape[2:]):
-        notes.append(f"ground truth resized from {list(gt.target.shape[2:])} to the prediction's "
-                     f"{list(pred.shape[2:])}; no exact Flatland metrics")
+        notes.append(
+            f"ground truth resized from {list(gt.target.shape[2:])} to the prediction's "
+            f"{list(pred.shape[2:])}; no exact Flatland metrics"
+        )
         gt = load_ground_truth(gt_root, name, size=tuple(pred.shape[2:]))
     target = gt.target[:, :N]
     reentry = gt.reentry[:N] if gt.reentry is not None else None
@@ -150,18 +154,30 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
     if gt.truth is not None:
         truth = gt.truth
         revisit = revisited_beyond_window(
-            truth["yaw_deg"], len(truth["yaw_deg"]) - len(truth["labels"]), target.shape[-1], truth["fov_deg"],
+            truth["yaw_deg"],
+            len(truth["yaw_deg"]) - len(truth["labels"]),
+            target.shape[-1],
+            truth["fov_deg"],
             options.window,
         )[:N]
-        scores = flatland_scores(pred, target, truth["labels"][:N], truth["subject_colours"],
-                                 background_colours=truth["background_colours"], reentry=reentry, revisit=revisit,
-                                 max_db=MAX_DB)
+        scores = flatland_scores(
+            pred,
+            target,
+            truth["labels"][:N],
+            truth["subject_colours"],
+            background_colours=truth["background_colours"],
+            reentry=reentry,
+            revisit=revisit,
+            max_db=MAX_DB,
+        )
         metrics.update(flatland_summary(scores))
         per_frame = scores["frames"]
         frames["presence"] = per_frame["presence"].nanmean(dim=1).tolist()
     else:
-        per_frame = {"psnr": _chunked(lambda a, b: psnr(a, b, max_db=MAX_DB), pred, target),
-                     "ssim": _chunked(ssim, pred, target)}
+        per_frame = {
+            "psnr": _chunked(lambda a, b: psnr(a, b, max_db=MAX_DB), pred, target),
+            "ssim": _chunked(ssim, pred, target),
+        }
         for key in ("psnr", "ssim"):
             metrics[key] = nan_mean(per_frame[key])
             metrics[f"{key}_reentry"] = nan_mean(per_frame[key], reentry_frames) if reentry is not None else math.nan
@@ -293,8 +309,11 @@ def format_table(report: dict, *, per_sample: bool = False) -> str:
     lines = [f"{report['samples']} samples · prediction {report['pred']} · ground truth {report['gt']} ({kind})"]
     columns = report["columns"]
     if per_sample:
-        heads = [c for c in ("psnr", "ssim", "psnr_reentry", "presence_reentry", "lpips", "dsc_gt") if c in columns
-                 and c not in report["skipped"]]
+        heads = [
+            c
+            for c in ("psnr", "ssim", "psnr_reentry", "presence_reentry", "lpips", "dsc_gt")
+            if c in columns and c not in report["skipped"]
+        ]
         width = max(len(s["name"]) for s in report["per_sample"])
         lines.append(f"{'sample':<{width}}  " + "  ".join(f"{h:>16}" for h in heads))
         for sample in report["per_sample"]:

@@ -84,8 +84,10 @@ class GroundTruth:
         if self.in_view is None:
             return []
         shift = self.context.shape[1]
-        return [{"subject": e["subject"], "exit": e["exit"] - shift, "entry": e["entry"] - shift}
-                for e in find_events(self.in_view, shift)]
+        return [
+            {"subject": e["subject"], "exit": e["exit"] - shift, "entry": e["entry"] - shift}
+            for e in find_events(self.in_view, shift)
+        ]
 
 
 def _clip(folder: Path, stream: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -113,8 +115,9 @@ def load_ground_truth(root: str | Path, name: str, size: tuple[int, int] | None 
         in_view = np.concatenate([masks["cond"].any(dim=(1, 2)).numpy(), masks["tgt"].any(dim=(1, 2)).numpy()])[:, None]
     else:
         in_view = None
-    return GroundTruth(name, folder, _to_video(context), _to_video(target), masks.get("cond"), masks.get("tgt"),
-                       in_view, truth)
+    return GroundTruth(
+        name, folder, _to_video(context), _to_video(target), masks.get("cond"), masks.get("tgt"), in_view, truth
+    )
 
 
 def prediction_path(pred_root: str | Path, name: str) -> Path:
@@ -123,8 +126,9 @@ def prediction_path(pred_root: str | Path, name: str) -> Path:
     for path in (pred_root / f"{name}.mp4", pred_root / name / "tgt.mp4"):
         if path.is_file():
             return path
-    raise InputError(f"{pred_root}: no prediction for ground-truth sample {name!r} "
-                     f"(expected {name}.mp4 or {name}/tgt.mp4)")
+    raise InputError(
+        f"{pred_root}: no prediction for ground-truth sample {name!r} (expected {name}.mp4 or {name}/tgt.mp4)"
+    )
 
 
 def read_prediction(
@@ -140,8 +144,12 @@ def read_prediction(
     if skip is None:
         # (total frames, condition frames in front): full output, generated only, and with --frames N the same
         # for a generator run on N target frames.
-        layouts = [(context_frames + target_frames, context_frames), (target_frames, 0),
-                   (context_frames + wanted, context_frames), (wanted, 0)]
+        layouts = [
+            (context_frames + target_frames, context_frames),
+            (target_frames, 0),
+            (context_frames + wanted, context_frames),
+            (wanted, 0),
+        ]
         skip = next((lead for total, lead in layouts if total == count), None)
         if skip is None:
             raise InputError(
@@ -150,6 +158,7 @@ def read_prediction(
                 "if the video starts with K condition frames"
             )
     if count - skip < wanted:
-        raise InputError(f"{path}: {count} frames leave {count - skip} generated frames after skipping {skip}; "
-                         f"{wanted} are compared")
+        raise InputError(
+            f"{path}: {count} frames leave {count - skip} generated frames after skipping {skip}; {wanted} are compared"
+        )
     return _to_video(video[skip : skip + wanted])

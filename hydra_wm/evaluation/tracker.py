@@ -31,8 +31,12 @@ def box_means(grid: Tensor, box_h: int, box_w: int) -> Tensor:
     """Mean patch feature of every ``box_h`` x ``box_w`` placement: ``[T, D, g, g]`` → ``[T, D, ny, nx]``
     with ``ny = g - box_h + 1``, ``nx = g - box_w + 1`` (index = top-left patch)."""
     table = F.pad(grid.double().cumsum(dim=2).cumsum(dim=3), (1, 0, 1, 0))  # (T, D, g+1, g+1)
-    sums = (table[:, :, box_h:, box_w:] - table[:, :, :-box_h, box_w:]
-            - table[:, :, box_h:, :-box_w] + table[:, :, :-box_h, :-box_w])
+    sums = (
+        table[:, :, box_h:, box_w:]
+        - table[:, :, :-box_h, box_w:]
+        - table[:, :, box_h:, :-box_w]
+        + table[:, :, :-box_h, :-box_w]
+    )
     return sums / (box_h * box_w)
 
 
@@ -46,8 +50,10 @@ def track_subject(
     Returns frame-relative boxes ``[T, 4]`` (x0, y0, x1, y1, on patch edges) and their similarity ``[T]``.
     """
     if grid.ndim != 4 or template.shape != (grid.shape[1],) or context_boxes.ndim != 2 or len(context_boxes) == 0:
-        raise InputError(f"track_subject: expected grid [T, D, g, g], template [D] and context boxes [N, 4], got "
-                         f"{list(grid.shape)}, {list(template.shape)}, {list(context_boxes.shape)}")
+        raise InputError(
+            f"track_subject: expected grid [T, D, g, g], template [D] and context boxes [N, 4], got "
+            f"{list(grid.shape)}, {list(template.shape)}, {list(context_boxes.shape)}"
+        )
     T, _, gh, gw = grid.shape
     width = float((context_boxes[:, 2] - context_boxes[:, 0]).median())
     height = float((context_boxes[:, 3] - context_boxes[:, 1]).median())

@@ -42,4 +42,3 @@ def subject_consistency(dino: DinoModel, video: Tensor) -> float:
 def background_consistency(clip: ClipVision, video: Tensor) -> float:
     """``[3, T, H, W]`` in [-1, 1] → VBench background consistency (CLIP)."""
     return consistency(clip_image_embeds(clip, video))
-

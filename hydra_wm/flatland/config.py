@@ -18,9 +18,7 @@ def _range(value, name: str, cast=float, minimum=None, maximum=None) -> tuple:
     try:
         low, high = (cast(v) for v in value)
     except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"flatland config {name}: expected a number or a (low, high) pair, got {value!r}"
-        ) from exc
+        raise InputError(f"flatland config {name}: expected a number or a (low, high) pair, got {value!r}") from exc
     if low > high:
         raise InputError(f"flatland config {name}: low {low} is above high {high}")
     if minimum is not None and low < minimum:
@@ -91,13 +89,9 @@ class FlatlandConfig:
     def __post_init__(self) -> None:
         for name in ("height", "width", "context_frames", "target_frames", "fps", "max_attempts", "camera_step_px"):
             if int(getattr(self, name)) < 1:
-                raise InputError(
-                    f"flatland config {name}: expected a positive integer, got {getattr(self, name)!r}"
-                )
+                raise InputError(f"flatland config {name}: expected a positive integer, got {getattr(self, name)!r}")
         if self.height < 12 or self.width < 12:
-            raise InputError(
-                f"flatland config height/width: expected >= 12 pixels, got {self.height}x{self.width}"
-            )
+            raise InputError(f"flatland config height/width: expected >= 12 pixels, got {self.height}x{self.width}")
         if self.context_frames < 4 or self.target_frames < 2:
             raise InputError(
                 f"flatland config context_frames/target_frames: expected >= 4 and >= 2, "
@@ -145,9 +139,7 @@ class FlatlandConfig:
         self.scene_styles = tuple(self.scene_styles)
         unknown = [s for s in self.scene_styles if s not in SCENE_STYLES]
         if not self.scene_styles or unknown:
-            raise InputError(
-                f"flatland config scene_styles: expected some of {SCENE_STYLES}, got {self.scene_styles}"
-            )
+            raise InputError(f"flatland config scene_styles: expected some of {SCENE_STYLES}, got {self.scene_styles}")
 
     @property
     def panorama_width(self) -> int:
@@ -176,9 +168,7 @@ FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
     "default": FlatlandConfig(),
     # The built-in models' size: 32x32, 20+20 frames for a codec without temporal compression (64 tokens per
     # frame for `flatland-tiny` on `PixelCodec(2)`).
-    "small": FlatlandConfig(
-        height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24)
-    ),
+    "small": FlatlandConfig(height=32, width=32, context_frames=20, target_frames=20, out_of_view_frames=(6, 24)),
     # `small` with the camera moving in whole 4-px steps, one token of `flatland-tiny` on `PixelCodec(2)`, so a
     # revisited view is exactly the tokens seen before (see `camera_step_px`). Fine-tuning the pan-world models on it
     # did not help (MODEL_CARD.md, "Recipe notes").
@@ -199,9 +189,7 @@ FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
         camera_motion="glance",
     ),
     # What unit tests use: tiny and quick.
-    "debug": FlatlandConfig(
-        height=16, width=24, context_frames=9, target_frames=9, out_of_view_frames=(2, 12)
-    ),
+    "debug": FlatlandConfig(height=16, width=24, context_frames=9, target_frames=9, out_of_view_frames=(2, 12)),
 }
 
 

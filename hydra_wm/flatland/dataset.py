@@ -147,9 +147,7 @@ def truth_record(clip: FlatlandClip) -> dict:
     or null), ``azimuth_deg`` (world azimuth of its centre, also while out of view).
     """
     out = {}
-    for name, frames in zip(
-        STREAMS, (slice(0, clip.context_frames), slice(clip.context_frames, None)), strict=True
-    ):
+    for name, frames in zip(STREAMS, (slice(0, clip.context_frames), slice(clip.context_frames, None)), strict=True):
         boxes, centroids = clip.boxes[frames], clip.centroids[frames]
         out[name] = {
             "yaw_deg": clip.yaw_deg[frames].tolist(),
@@ -212,9 +210,7 @@ def write_dataset(
         raise InputError(f"{root}: exists and is not a directory")
     if root.exists() and any(root.iterdir()):
         if not overwrite:
-            raise InputError(
-                f"{root}: directory is not empty (pass --overwrite to replace a Flatland set there)"
-            )
+            raise InputError(f"{root}: directory is not empty (pass --overwrite to replace a Flatland set there)")
         if not (root / "flatland.json").is_file():
             raise InputError(f"{root}: not a Flatland dataset (no flatland.json); refusing to overwrite it")
         for child in root.iterdir():
@@ -317,9 +313,7 @@ class FlatlandDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        return clip_to_item(
-            render_clip(self.config, self.seed, index), self.config, self.latent_stride, index
-        )
+        return clip_to_item(render_clip(self.config, self.seed, index), self.config, self.latent_stride, index)
 
 
 MAX_BACKGROUND_COLOURS = 16

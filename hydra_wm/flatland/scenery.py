@@ -267,9 +267,7 @@ def render_panorama(
     for colour, top in zip(style.sky, band_edges[:-1], strict=True):
         canvas.paint(y >= top, colour)
     # 2. sun or moon, high in the sky
-    canvas.ellipse(
-        rng.uniform(0, width), rng.uniform(0.15, 0.3) * height, 0.06 * height, 0.06 * height, style.orb
-    )
+    canvas.ellipse(rng.uniform(0, width), rng.uniform(0.15, 0.3) * height, 0.06 * height, 0.06 * height, style.orb)
     # 3. a few broad clouds in the lightest sky colour, kept above the landmarks
     for u in rng.uniform(0, width, size=int(rng.integers(1, 4))):
         row = rng.uniform(0.12, 0.3) * height

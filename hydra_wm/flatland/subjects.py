@@ -130,11 +130,7 @@ def render_sprite(kind: SubjectKind, height: int) -> np.ndarray:
         swing = {0: 0.0, 1: 0.22, 2: 0.0, 3: -0.22}[phase]
         legs_top = body_px - lift - 1
         for centre, sign in ((-0.4, 1.0), (0.4, -1.0)):
-            leg = (
-                (np.abs(cols - centre - sign * swing) <= 0.17)
-                & (rows >= legs_top)
-                & (rows < h - lift * (sign > 0))
-            )
+            leg = (np.abs(cols - centre - sign * swing) <= 0.17) & (rows >= legs_top) & (rows < h - lift * (sign > 0))
             codes = np.where((codes == 0) & leg, 2, codes)
         phases.append(codes)
     right = np.stack(phases).astype(np.uint8)  # (4, h, w)

@@ -232,9 +232,7 @@ def find_events(in_view: np.ndarray, context_frames: int) -> list[dict]:
             later = np.flatnonzero(seen[exit_frame:])
             if later.size:
                 entry = exit_frame + int(later[0])
-                events.append(
-                    {"subject": s, "exit": exit_frame, "entry": entry, "out_of_view": entry - exit_frame}
-                )
+                events.append({"subject": s, "exit": exit_frame, "entry": entry, "out_of_view": entry - exit_frame})
     return sorted(events, key=lambda e: (e["entry"], e["subject"]))
 
 

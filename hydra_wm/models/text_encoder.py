@@ -79,13 +79,9 @@ class TextEncoderConfig:
             "max_distance",
         ):
             if int(getattr(self, name)) < 1:
-                raise ConfigError(
-                    f"text encoder {name}: expected a positive integer, got {getattr(self, name)!r}"
-                )
+                raise ConfigError(f"text encoder {name}: expected a positive integer, got {getattr(self, name)!r}")
         if self.dim_attn % self.num_heads:
-            raise ConfigError(
-                f"text encoder dim_attn {self.dim_attn} is not divisible by num_heads {self.num_heads}"
-            )
+            raise ConfigError(f"text encoder dim_attn {self.dim_attn} is not divisible by num_heads {self.num_heads}")
         if self.shared_pos:
             raise ConfigError(
                 "text encoder shared_pos=True (one position bias for all layers) is not supported; "
@@ -112,9 +108,7 @@ TEXT_ENCODER_PRESETS: dict[str, TextEncoderConfig] = {
 def text_encoder_config(name: str, **overrides) -> TextEncoderConfig:
     """A text-encoder preset by name, with optional field overrides."""
     if name not in TEXT_ENCODER_PRESETS:
-        raise ConfigError(
-            f"unknown text encoder preset {name!r}; known: {', '.join(sorted(TEXT_ENCODER_PRESETS))}"
-        )
+        raise ConfigError(f"unknown text encoder preset {name!r}; known: {', '.join(sorted(TEXT_ENCODER_PRESETS))}")
     return dataclasses.replace(TEXT_ENCODER_PRESETS[name], **overrides)
 
 
@@ -286,9 +280,7 @@ def load_tokenizer(folder: str | Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # a broken folder becomes one line naming it
-        raise CheckpointError(
-            f"{folder}: cannot load the umT5 tokenizer: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise CheckpointError(f"{folder}: cannot load the umT5 tokenizer: {type(exc).__name__}: {exc}") from exc
 
 
 @torch.no_grad()

@@ -82,9 +82,7 @@ class VAEConfig:
             )
         # diffusers' AutoencoderKLWan encodes in 1 + 4k frame chunks whatever the config says.
         if sum(self.temporal_downsample) != 2:
-            raise ConfigError(
-                "VAE temporal_downsample: exactly two temporal downsamplings (4x) are supported"
-            )
+            raise ConfigError("VAE temporal_downsample: exactly two temporal downsamplings (4x) are supported")
         if len(self.latents_mean) != self.z_dim or len(self.latents_std) != self.z_dim:
             raise ConfigError(f"VAE latents_mean/latents_std: expected {self.z_dim} values each")
         if min(self.latents_std) <= 0:
@@ -151,9 +149,7 @@ def original_vae_keys(config: VAEConfig) -> list[str]:
             keys += _resample_keys(f"encoder.downsamples.{index}", config.temporal_downsample[level])
             index += 1
     keys += _middle_keys("encoder.middle", dims[-1]) + ["encoder.head.0.gamma"]
-    keys += (
-        [f"encoder.head.2.{p}" for p in conv] + [f"conv1.{p}" for p in conv] + [f"conv2.{p}" for p in conv]
-    )
+    keys += [f"encoder.head.2.{p}" for p in conv] + [f"conv1.{p}" for p in conv] + [f"conv2.{p}" for p in conv]
 
     keys += [f"decoder.conv1.{p}" for p in conv]
     dims = [config.base_dim * m for m in (config.dim_mult[-1], *config.dim_mult[::-1])]
@@ -193,9 +189,7 @@ def _original_to_diffusers_names(config: VAEConfig) -> dict[str, str]:
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
     original = original_vae_keys(config)
-    converted = convert_wan_vae_to_diffusers(
-        {key: key for key in original}
-    )  # diffusers name -> original name
+    converted = convert_wan_vae_to_diffusers({key: key for key in original})  # diffusers name -> original name
     return {orig: new for new, orig in converted.items()}
 
 
@@ -206,9 +200,7 @@ def original_vae_shapes(config: VAEConfig) -> dict[str, tuple[int, ...]]:
     names = _original_to_diffusers_names(config)
     if sorted(names.values()) != sorted(model_shapes):
         # Only reachable if a diffusers release renames its modules: fail here rather than mis-load weights.
-        raise CheckpointError(
-            "diffusers' AutoencoderKLWan no longer matches the Wan2.1 VAE layout this code expects"
-        )
+        raise CheckpointError("diffusers' AutoencoderKLWan no longer matches the Wan2.1 VAE layout this code expects")
     return {orig: model_shapes[new] for orig, new in names.items()}
 
 

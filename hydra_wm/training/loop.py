@@ -53,6 +53,8 @@ from .parallel import (
 # The reference's trainable set (docs/reference.md §5): every parameter under these names.
 HYDRA_TRAINABLE = ("self_attn.", "cam_encoder_", "projector.")
 LOG_FILE = "train_log.jsonl"
+
+
 @dataclass
 class TrainResult:
     """What `train` did. `model` is the trained (unwrapped) model for a single-process run, else None."""
@@ -338,8 +340,11 @@ def _save(run: _Run) -> Path:
 def _export_metadata(model: HydraDiT, **train) -> dict[str, str]:
     """Every DiTConfig field as a string (`load_dit` reads them back, attention mode included) plus `train`."""
     cfg = model.cfg.to_dict()
-    return {**{key: str(value) for key, value in cfg.items()}, "hydra_wm_config": json.dumps(cfg),
-            "hydra_wm_train": json.dumps(train)}
+    return {
+        **{key: str(value) for key, value in cfg.items()},
+        "hydra_wm_config": json.dumps(cfg),
+        "hydra_wm_train": json.dumps(train),
+    }
 
 
 def _export(run: _Run) -> Path | None:
