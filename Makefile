@@ -1,4 +1,5 @@
-# Two entry points: `make demo` and `make test`. Each builds its own virtual environment on first use.
+# Two entry points: `make demo` and `make test`. Each builds its own virtual environment on first use;
+# `make test-fast` (the suite without its slow tests) and `make lint` (ruff check + format check) are for editing.
 # A user who already has torch (e.g. a CUDA build) in the Python that runs make keeps it: the venv then
 # sees the system site-packages. Otherwise the CPU build torch==2.13.0 is pinned before anything else, so
 # that no dependency can pull a multi-GB CUDA build.
@@ -6,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hydra-wm-installed
+LINTED := hydra_wm tests benchmarks scripts
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
@@ -26,8 +28,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# The suite without the tests marked `slow` (parity runs, the largest end-to-end runs): for the edit-test loop.
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+
 lint: $(STAMP)
-	$(PY) -m ruff check hydra_wm tests benchmarks scripts
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
 
 bench: $(STAMP)
 	$(PY) benchmarks/dit_forward.py

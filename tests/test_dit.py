@@ -59,9 +59,24 @@ def with_config(model: HydraDiT, **changes) -> HydraDiT:
 
 
 # ----------------------------------------------------------------------------------------- parity
+@pytest.fixture(scope="module")
+def parity():
+    """`run_parity`, each fixture's forward pass run once per module (the CLI test reuses it)."""
+    results = {}
+
+    def run_once(prefix, dtype=torch.float32, **overrides):
+        key = (str(prefix), dtype, tuple(sorted(overrides.items())))
+        if key not in results:
+            results[key] = run_parity(prefix, dtype, **overrides)
+        return results[key]
+
+    return run_once
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["official_dit_parity", "official_dit_hd128"])
-def test_reference_fixture_reproduced(name):
-    result = run_parity(FIXTURES / name)
+def test_reference_fixture_reproduced(name, parity):
+    result = parity(FIXTURES / name)
     assert result.max_abs <= MAX_ABS_TOL, result
     assert result.rel_l2 <= REL_L2_TOL, result
 
@@ -418,8 +433,13 @@ def test_overrides_and_dtype(tmp_path):
     assert all(p.dtype == torch.bfloat16 for p in loaded.parameters())
 
 
-def test_parity_cli(capsys):
+@pytest.mark.slow
+def test_parity_cli(capsys, monkeypatch, parity):
+    """The command's verdict and errors; its forward pass of the fixture is the one the parity test ran."""
+    import hydra_wm.models.parity
     from hydra_wm.cli import main
+
+    monkeypatch.setattr(hydra_wm.models.parity, "run_parity", parity)
 
     assert main(["parity", str(FIXTURES / "official_dit_parity")]) == 0
     assert "[ok]" in capsys.readouterr().out

@@ -106,6 +106,7 @@ def small_args(ckpt, out, *extra):
             "--no-progress", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_generate_folder_writes_condition_then_generated_frames(checkpoints, examples, tmp_path, capsys):
     out = tmp_path / "out"
     hydra = str(checkpoints / "hydra.ckpt")

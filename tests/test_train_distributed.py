@@ -50,6 +50,7 @@ def run_all(root: Path) -> None:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_ddp_and_resumed_fsdp_agree(tmp_path):
     generator = torch.Generator().manual_seed(0)
     write_manifest(tmp_path / "data", {"made_by": "test_train_distributed"})

@@ -60,6 +60,7 @@ def test_layout_matches_published_checkpoint(reference):
     assert original_vae_shapes(vae_config("wan2.1")) == expected
 
 
+@pytest.mark.slow
 def test_encode_matches_reference(parity_vae, reference):
     _, tensors = reference
     latents = parity_vae.encode(tensors["video"])
@@ -67,6 +68,7 @@ def test_encode_matches_reference(parity_vae, reference):
     assert rel_l2(latents, tensors["latents"]) <= 1e-4
 
 
+@pytest.mark.slow
 def test_decode_matches_reference(parity_vae, reference):
     _, tensors = reference
     decoded = parity_vae.decode(tensors["latents"])
@@ -125,6 +127,7 @@ def _spatially_pointwise(vae: WanVAE) -> WanVAE:
     return vae
 
 
+@pytest.mark.slow
 def test_tiled_vae_matches_untiled_when_the_network_is_local(debug_vae):
     # Stated tolerance: tiling itself adds only float32 rounding (rel. L2 < 1e-5) once the network is
     # spatially local. With real (or random) weights tiles differ near their borders because the decoder's
