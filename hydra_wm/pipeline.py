@@ -40,7 +40,7 @@ from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
 DIT_PATTERN = "diffusion_pytorch_model*.safetensors"
-_VAE, _DIT = vae_config("wan2.1"), dit_config("wan2.1-t2v-1.3b")
+_VAE, _DIT = vae_config("wan2.1"), dit_config("wan2.1-t2v-1.3b")  # the released model's VAE and DiT
 LATENT_STRIDE = _VAE.temporal_factor
 """Video frames per latent frame after the first (4: every VAE `load_vae` accepts compresses time 4x)."""
 CAMERA_DIM = _DIT.camera_dim

@@ -22,7 +22,7 @@ from ..config import ATTENTION_MODES, RETRIEVAL_MODES
 from ..errors import InputError
 from ..io_utils import atomic_path
 from ..offload import OFFLOAD_MODES
-from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline
+from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline, ModelFiles, Sample, save_retrieval
 from .options import add_config_options, config_from_args
 
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -53,7 +53,6 @@ def sample_chunks(args: argparse.Namespace, config) -> Iterator[list]:
     """
     from ..data.cameras import load_relative_cameras
     from ..data.video import read_video
-    from ..pipeline import Sample
 
     def fit(name, source, cam_context, cam_target) -> list[torch.Tensor]:
         return [
@@ -117,8 +116,6 @@ def save_latents(path: Path, result, prompt: str, config, hydra_ckpt: str | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import ModelFiles
-
     _check_source(args)
     config = config_from_args(GenerationConfig, args)
     if args.fps <= 0:
@@ -148,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
 def write_outputs(out: Path, sample, result, config, args: argparse.Namespace) -> None:
     from ..data.video import write_video
     from ..evaluation.plots import plot_retrieval
-    from ..pipeline import save_retrieval
 
     video_path = out / f"{result.name}.mp4"
     write_video(video_path, result.video, fps=args.fps)

@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data import HMWorldDataset
     from ..data.preprocess import load_encoders, preprocess
     from ..distributed import env_rank, pick_device
+    from ..errors import InputError
 
+    if args.ckpt_dir is None and None in (args.vae, args.text_encoder, args.tokenizer):
+        raise InputError("give --ckpt-dir, or all of --vae, --text-encoder and --tokenizer")
     rank, world_size, local_rank = env_rank()
     device = pick_device(args.device, local_rank)
     encoders = load_encoders(
