@@ -3,7 +3,8 @@
 A camera pans back and forth inside a wrapping panorama while subjects from a catalogue walk in and out
 of view; every clip holds a subject that leaves the view and comes back during the target clip.
 `render_clip` renders one clip with its truth, `write_dataset` writes clips in the HM-World layout,
-`FlatlandDataset` renders them on the fly for training.
+`FlatlandDataset` renders them on the fly for training. `flatland.training` is the data source of
+`hydra-wm train flatland:PRESET` and `flatland.model` the built-in world model (both imported where used).
 """
 
 from .config import FLATLAND_PRESETS, SCENE_STYLES, FlatlandConfig, flatland_config
