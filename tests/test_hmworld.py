@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -11,7 +12,7 @@ from conftest import EXAMPLES
 
 from hydra_wm.data import HMWorldDataset, read_check_events, red_mask, subject_boxes
 from hydra_wm.data.cameras import load_relative_cameras
-from hydra_wm.data.hmworld import map_captions
+from hydra_wm.data.hmworld import map_captions, read_visibility_changes, subject_mask
 from hydra_wm.data.video import write_video
 from hydra_wm.errors import InputError
 
@@ -118,8 +119,10 @@ def test_missing_camera_and_unknown_check(tmp_path):
     sample.mkdir()
     (sample / "check.json").write_text(json.dumps({"note": "nothing here"}))
     (tmp_path / "caption.txt").write_text("x\n")
-    with pytest.raises(InputError, match="camera.json: file not found"):
-        HMWorldDataset(tmp_path)[0]
+    incomplete = HMWorldDataset(tmp_path)
+    assert incomplete.names == [] and incomplete.incomplete == {"s1": ["camera.json"]}
+    with pytest.raises(InputError, match="s1: incomplete sample: missing camera.json"):
+        incomplete["s1"]
     shutil.copy(EXAMPLES / "cam2.json", sample / "camera.json")
     with pytest.warns(UserWarning, match="no exit/entry events recognised"):
         result = HMWorldDataset(tmp_path)[0]
@@ -180,6 +183,14 @@ def test_caption_rules(tmp_path):
     path = tmp_path / "caption.txt"
     path.write_text("sample2: second\nsample1\tfirst\n")
     assert map_captions(path, ["sample1", "sample2"]) == {"sample1": "first", "sample2": "second"}
+    # name<TAB>caption with the name a path (a third-party loader's lines); a colon inside the caption is kept
+    path.write_text("/data/hm/sample2/cond.mp4\tsecond: at dusk\nhm/sample1\tfirst\n")
+    assert map_captions(path, ["sample1", "sample2"]) == {"sample1": "first", "sample2": "second: at dusk"}
+    assert map_captions(path, ["sample1", "sample2", "sample3"], strict=False) == {
+        "sample1": "first",
+        "sample2": "second: at dusk",
+    }
+    path.write_text("sample2: second\nsample1\tfirst\n")
     path.write_text("one\ntwo\nthree\n\n")
     assert map_captions(path, ["sample1", "sample3"]) == {"sample1": "one", "sample3": "three"}
     assert map_captions(path, ["c", "a", "b"]) == {"c": "one", "a": "two", "b": "three"}
@@ -191,3 +202,150 @@ def test_caption_rules(tmp_path):
         map_captions(path, ["sample1", "sample2"])
     with pytest.raises(InputError, match="no caption for sample 'sample9'"):
         map_captions(path, ["sample9"])
+
+
+# ----------------------------------------------------------------------------------------------
+# HM-World as published: camera.json cond_cam/tgt_cam, check.json cond_check/tgt_check per subject and clip,
+# red (eval_dsc.py) or white (channel 0 > 127) mask videos, name<TAB>caption lines, incomplete folders.
+
+PUB_FRAMES, PUB_SIZE = 9, 32  # 9 = 4k+1 frames: 3 latent frames, 3 camera vectors per clip
+SUBJECT_BOX = (8, 24, 4, 16)  # rows y0:y1, columns x0:x1
+
+
+def _ue_cameras(frames: int, x0: float) -> dict:
+    """{"0".."frames-1": 4x4}: Unreal camera-to-world (column-vector form, cm), moving along world X."""
+    return {str(i): [[1, 0, 0, x0 + 50.0 * i], [0, 1, 0, 20.0], [0, 0, 1, 150.0], [0, 0, 0, 1]] for i in range(frames)}
+
+
+def _subject_video(colour, visible) -> np.ndarray:
+    frames = np.zeros((PUB_FRAMES, PUB_SIZE, PUB_SIZE, 3), np.uint8)
+    y0, y1, x0, x1 = SUBJECT_BOX
+    frames[visible, y0:y1, x0:x1] = colour
+    return frames
+
+
+# The published check.json: per clip, per actor, per character, each entry a change of visibility.
+CHECK = {
+    "cond_check": {
+        "BP_Knight_C_1": {"Knight": [{"frame": 3, "inFrame": False}]},
+        "BP_Dog_C_0": {"Dog": [{"frame": 6, "inFrame": True}]},
+    },
+    "tgt_check": {
+        "BP_Knight_C_1": {"Knight": [{"frame": 2, "inFrame": True}, {"frame": 7, "inFrame": False}]},
+        "BP_Dog_C_0": {"Dog": []},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """red_one: red masks; white_two: white masks; broken: no tgt.mp4 and no camera.json (incomplete);
+    caption.txt as path<TAB>caption lines."""
+    root = tmp_path_factory.mktemp("published")
+    rgb = np.random.default_rng(0).integers(0, 255, (PUB_FRAMES, PUB_SIZE, PUB_SIZE, 3), dtype=np.uint8)
+    for name, colour in (("red_one", (255, 0, 0)), ("white_two", (255, 255, 255))):
+        folder = root / name
+        folder.mkdir()
+        for clip in ("cond", "tgt"):
+            write_video(folder / f"{clip}.mp4", rgb, crf=0)
+        write_video(folder / "cond_mask.mp4", _subject_video(colour, slice(0, 3)), crf=0, pix_fmt="yuv444p")
+        write_video(folder / "tgt_mask.mp4", _subject_video(colour, slice(2, 7)), crf=0, pix_fmt="yuv444p")
+        cameras = {"cond_cam": _ue_cameras(PUB_FRAMES, 0.0), "tgt_cam": _ue_cameras(PUB_FRAMES, 900.0)}
+        (folder / "camera.json").write_text(json.dumps(cameras))
+        (folder / "check.json").write_text(json.dumps(CHECK))
+        (folder / "character.json").write_text(json.dumps({"Knight": {"mesh": "SK_Knight"}}))
+    broken = root / "broken"
+    broken.mkdir()
+    write_video(broken / "cond.mp4", rgb, crf=0)
+    (root / "caption.txt").write_text(
+        "/datasets/HM-World/red_one/cond.mp4\ta knight walks away\n"
+        "HM-World/white_two\ta knight returns: late\n"
+        "broken\ta broken sample\n"
+    )
+    return root
+
+
+def test_published_schemas(published):
+    dataset = HMWorldDataset(published, require=("cond.mp4", "tgt.mp4", "camera.json"))
+    assert dataset.names == ["red_one", "white_two"]
+    assert dataset.incomplete == {"broken": ["tgt.mp4", "camera.json"]}
+    assert dataset.describe_incomplete() == ["broken: missing tgt.mp4, camera.json"]
+    with pytest.raises(InputError, match="broken: incomplete sample: missing tgt.mp4, camera.json"):
+        dataset["broken"]
+    red, white = dataset[0], dataset["white_two"]
+    assert red.caption == "a knight walks away" and white.caption == "a knight returns: late"
+    # cameras: cond_cam / tgt_cam, 9 frames each -> 3 vectors per clip, relative to the first target frame (m)
+    assert red.context_cameras.shape == red.target_cameras.shape == (3, 12)
+    assert red.target_cameras[0].tolist() == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+    assert red.context_cameras[0, 11].item() == pytest.approx(-9.0)  # 900 cm behind along the forward axis
+
+    # check.json exactly as written: per subject (ACTOR/CHARACTER) and per clip, frames from 0 in each clip
+    assert [(c.clip, c.subject, c.frame, c.in_frame) for c in red.visibility] == [
+        ("cond", "BP_Dog_C_0/Dog", 6, True),
+        ("cond", "BP_Knight_C_1/Knight", 3, False),
+        ("tgt", "BP_Knight_C_1/Knight", 2, True),
+        ("tgt", "BP_Knight_C_1/Knight", 7, False),
+    ]
+    assert red.exit_frames == (3, 9 + 7) and red.entry_frames == (6, 9 + 2)  # clip-global: target after 9 frames
+    subjects, in_view = red.in_view(PUB_FRAMES, PUB_FRAMES)
+    assert subjects == ["BP_Dog_C_0/Dog", "BP_Knight_C_1/Knight"]
+    assert in_view[:, 0].tolist() == [False] * 6 + [True] * 12  # enters at 6, stays (no change in the target)
+    knight = [True] * 3 + [False] * 6 + [False, False] + [True] * 5 + [False, False]
+    assert in_view[:, 1].tolist() == knight  # leaves at 3, back at target frame 2, leaves at target frame 7
+
+    # masks: red subjects (eval_dsc.py) and white ones (channel 0 > 127), decided per video
+    y0, y1, x0, x1 = SUBJECT_BOX
+    expected = torch.zeros(PUB_SIZE, PUB_SIZE, dtype=torch.bool)
+    expected[y0:y1, x0:x1] = True
+    for sample, style in ((red, "red"), (white, "white")):
+        assert sample.mask_styles == {"cond_mask.mp4": style, "tgt_mask.mp4": style}
+        assert all(torch.equal(sample.condition_masks[t], expected) for t in range(3))
+        assert not sample.condition_masks[3:].any()
+        assert sample.target_masks.any(dim=(1, 2)).tolist() == [False] * 2 + [True] * 5 + [False] * 2
+        assert torch.equal(sample.target_boxes[2], torch.tensor([x0, y0, x1, y1]) / PUB_SIZE)
+    # read the white video as red (forced): nothing is red in it
+    assert not HMWorldDataset(published, mask_style="red")["white_two"].condition_masks.any()
+
+    # field of view: Unreal's 90 degrees by default, a parameter; the intrinsics follow the clips as read
+    assert red.fov_deg == 90.0 and red.intrinsics[0, 0] == pytest.approx(PUB_SIZE / 2)
+    assert red.intrinsics[0, 2] == pytest.approx(PUB_SIZE / 2) and red.intrinsics[1, 2] == pytest.approx(PUB_SIZE / 2)
+    narrow = HMWorldDataset(published, fov_deg=60.0, num_frames=1, height=16, width=8, load_masks=False)[0]
+    # 32x32 -> scaled to 16x16, centre crop to 16x8: focal 16/2/tan(30deg), principal point shifted by the crop
+    assert narrow.intrinsics[0, 0] == pytest.approx(8 / math.tan(math.radians(30)))
+    assert narrow.intrinsics[0, 2] == pytest.approx(4.0) and narrow.intrinsics[1, 2] == pytest.approx(8.0)
+    with pytest.raises(InputError, match="field of view"):
+        HMWorldDataset(published, fov_deg=180.0)
+
+
+def test_white_and_red_mask_rule():
+    red = _subject_video((250, 10, 5), slice(0, 9))
+    white = _subject_video((240, 250, 245), slice(0, 9))
+    mixed = white.copy()
+    mixed[:, 0:2, 0:2] = (255, 0, 0)  # a few red pixels in a white-subject video: still white
+    assert [subject_mask(v)[1] for v in (red, white, mixed)] == ["red", "white", "white"]
+    assert subject_mask(np.zeros_like(red))[0].sum() == 0  # no bright pixel: empty either way
+    assert np.array_equal(subject_mask(mixed)[0], mixed[..., 0] > 127)  # the white reading: channel 0 > 127
+
+
+@pytest.mark.parametrize(
+    "check, message",
+    [
+        ({"cond_check": []}, 'key "cond_check": expected'),
+        ({"cond_check": {"A": {"B": [{"frame": -1, "inFrame": True}]}}}, '"cond_check"/"A"/"B"[0]: expected "frame"'),
+        ({"tgt_check": {"A": {"B": [{"frame": 2, "inFrame": "yes"}]}}}, '"tgt_check"/"A"/"B"[0]: expected "inFrame"'),
+        ({"tgt_check": {"A": [1]}}, '"tgt_check"/"A": expected'),
+    ],
+)
+def test_malformed_published_check_names_the_key(check, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_visibility_changes(check, "x/check.json")
+
+
+def test_eval_reads_reentry_frames_from_the_published_check(published):
+    from hydra_wm.evaluation.samples import load_ground_truth
+
+    gt = load_ground_truth(published, "white_two")
+    assert gt.in_view.shape == (2 * PUB_FRAMES, 2)  # per subject, from check.json (not the union of the masks)
+    # The knight re-enters at target frame 2 and leaves at 7; the dog's entry lies in the context.
+    assert gt.reentry.any(axis=1).tolist() == [False] * 2 + [True] * 5 + [False] * 2
+    assert [(e["exit"], e["entry"]) for e in gt.events()] == [(3 - PUB_FRAMES, 2)]

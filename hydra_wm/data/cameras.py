@@ -9,11 +9,12 @@ Formats read (detected from the top-level keys):
 3. The raw UE dump: keys ``"0".."148"``, each a string of four bracketed groups of four numbers (an
    ``FMatrix`` in row-vector form, so it is transposed). See `raw_ue_streams` for its frame bookkeeping.
 
-HM-World ``camera.json``: the published dataset documents it only as "camera pose information". It is
-read with the same detection. We expect it to be the raw UE dump (format 3): the reference's loader
-(``infer_hydra.py``) falls back to that format, and its 149 frames split into a 75-frame condition clip and
-a 75-frame target clip, which matches the dataset's ``cond.mp4``/``tgt.mp4`` pairs. A ``cond_cam``/``tgt_cam``
-file also works. This is an assumption: no published ``camera.json`` was available to check it against.
+HM-World ``camera.json`` is format 1, 77 + 77 matrices matching ``cond.mp4`` and ``tgt.mp4`` (as third-party
+loaders run over the released dataset show; the published dataset documents it only as "camera pose
+information"); it is read with the same detection, so the other formats work there too.
+
+Checked on reading (errors name the file and frame): each matrix rigid (`RIGID_TOL`) and finite, each camera within
+`MAX_POSITION_M` of the origin, every relative camera finite after conversion.
 
 Conversion (reference ``infer_hydra.py``): reorder the columns of a UE matrix to (right, up, forward,
 position), negate the second column (up → down), divide the translation by 100 (cm → m); take each pose
@@ -42,6 +43,7 @@ import torch
 
 from ..errors import InputError
 from ..io_utils import read_json
+from .video import cover_geometry
 
 Numerics = Literal["reference", "float64"]
 Stream = Literal["context", "target"]
@@ -52,6 +54,15 @@ RIGID_TOL = 1e-3
 
 # The reference reads exactly 149 raw UE frames (keys "0".."148").
 RAW_UE_FRAMES = 149
+
+MAX_POSITION_M = 1.0e5
+"""Largest camera distance from the world origin accepted, in metres (100 km; UE matrices hold centimetres,
+relative vectors metres). Beyond it float32, the reference's arithmetic, resolves a position to worse than 1 cm,
+and far beyond it (1e300 cm) the conversion overflows to infinity: such a file is an error naming the frame."""
+
+UNREAL_DEFAULT_HFOV_DEG = 90.0
+"""Horizontal field of view assumed for HM-World and Unreal camera files, which ship no intrinsics (Unreal's
+default camera; what third-party HM-World loaders assume). See `intrinsics`."""
 
 # UE axes are (forward X, right Y, up Z); the camera convention is (right, down, forward).
 _UE_TO_CAMERA_COLUMNS = [1, 2, 0, 3]
@@ -80,11 +91,18 @@ def _as_matrix(value: Any, where: str) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def check_rigid(matrix: np.ndarray, where: str, *, tol: float = RIGID_TOL) -> None:
+def check_rigid(matrix: np.ndarray, where: str, *, tol: float = RIGID_TOL, metres_per_unit: float = 0.01) -> None:
     """Raise unless `matrix` (4x4, column-vector form) is a finite rigid transform: orthonormal rotation
-    with determinant +1 (within `tol`) and a last row of (0, 0, 0, 1)."""
+    with determinant +1 (within `tol`), a last row of (0, 0, 0, 1) and a position within `MAX_POSITION_M` of
+    the origin (`metres_per_unit`: 0.01 for UE matrices in centimetres, 1 for relative vectors in metres)."""
     if not np.isfinite(matrix).all():
         raise InputError(f"{where}: matrix contains NaN or infinity")
+    distance = float(np.abs(matrix[:3, 3]).max()) * metres_per_unit
+    if distance > MAX_POSITION_M:
+        raise InputError(
+            f"{where}: camera position {distance:.3g} m from the origin; at most {MAX_POSITION_M:g} m is accepted "
+            f"(MAX_POSITION_M)"
+        )
     if np.abs(matrix[3] - (0.0, 0.0, 0.0, 1.0)).max() > tol:
         raise InputError(f"{where}: last row must be [0, 0, 0, 1], got {matrix[3].tolist()}")
     rotation = matrix[:3, :3]
@@ -193,7 +211,7 @@ def _array_stream(value: Any, where: str, tol: float) -> np.ndarray:
         if not np.isfinite(array).all():
             raise InputError(f"{where}: vectors contain NaN or infinity")
         for i, vector in enumerate(array):
-            check_rigid(np.vstack([vector.reshape(3, 4), (0, 0, 0, 1)]), f"{where}[{i}]", tol=tol)
+            check_rigid(np.vstack([vector.reshape(3, 4), (0, 0, 0, 1)]), f"{where}[{i}]", tol=tol, metres_per_unit=1)
         return array
     raise InputError(f"{where}: expected an [m,12] or [n,4,4] array, got shape {list(array.shape)}")
 
@@ -362,14 +380,28 @@ def load_relative_cameras(
     """
     context, target, fmt = read_camera_streams(path, raw_frames=raw_frames, tol=tol)
     if fmt == "relative":
-        return torch.as_tensor(context, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
+        vectors = [torch.as_tensor(v, dtype=torch.float32) for v in (context, target)]
+        for stream, stream_vectors in zip(("context", "target"), vectors, strict=True):
+            check_finite_vectors(stream_vectors, f"{path}: {stream}")
+        return vectors[0], vectors[1]
     try:
         indices = latent_frame_indices(len(context), latent_stride)
         context_rel, target_rel = relative_poses(context, target, reference=reference, numerics=numerics)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     vectors = [torch.as_tensor(pose_vectors(rel[indices]), dtype=torch.float32) for rel in (context_rel, target_rel)]
+    for stream, stream_vectors in zip(("context", "target"), vectors, strict=True):
+        check_finite_vectors(stream_vectors, f"{path}: {stream}", frames=indices)
     return vectors[0], vectors[1]
+
+
+def check_finite_vectors(vectors: torch.Tensor | np.ndarray, where: str, *, frames: list[int] | None = None) -> None:
+    """Raise, naming the first bad frame (video frame `frames[i]` of vector i), unless every value is finite."""
+    finite = np.isfinite(np.asarray(vectors, dtype=np.float64)).all(axis=-1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        frame = f"frame {frames[i]}" if frames is not None else f"vector {i}"
+        raise InputError(f"{where} {frame}: relative camera is not finite after conversion (NaN or infinity)")
 
 
 def load_camera_poses(
@@ -387,3 +419,29 @@ def load_camera_poses(
         as_poses = [np.concatenate([v.reshape(-1, 3, 4), bottom[: len(v)]], axis=1) for v in (context, target)]
         return as_poses[0], as_poses[1], "reference"
     return ue_to_camera_to_world(context), ue_to_camera_to_world(target), "world"
+
+
+def intrinsics(
+    height: int,
+    width: int,
+    *,
+    hfov_deg: float = UNREAL_DEFAULT_HFOV_DEG,
+    source_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Pinhole intrinsics ``K`` (float64 3x3, pixels) of frames of ``height x width``, for a camera whose
+    horizontal field of view is `hfov_deg` (default: Unreal's 90°; HM-World ships no intrinsics).
+
+    Square pixels, principal point at the image centre (pixel i spans [i, i + 1)). With `source_size`
+    ``(H0, W0)`` the frames were read from a video of that size by `video.cover_and_crop` (scaled to cover, then
+    centre-cropped, as every reader here does): the field of view is the source's, and ``K`` follows the scale
+    and the crop, so a crop narrows the view as it does the picture.
+    """
+    if not 0.0 < hfov_deg < 180.0:
+        raise InputError(f"field of view: expected 0 < hfov_deg < 180, got {hfov_deg}")
+    src_h, src_w = source_size or (height, width)
+    focal = (src_w / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
+    new_h, new_w, top, left = cover_geometry(src_h, src_w, height, width)
+    sx, sy = new_w / src_w, new_h / src_h
+    return np.array(
+        [[focal * sx, 0.0, src_w / 2.0 * sx - left], [0.0, focal * sy, src_h / 2.0 * sy - top], [0.0, 0.0, 1.0]]
+    )

@@ -1,28 +1,48 @@
-"""HM-World samples: clips, relative cameras, caption, subject masks and boxes, exit/entry events.
+"""HM-World samples: clips, relative cameras, caption, subject masks and boxes, visibility changes.
 
 Two layouts, detected from the folder:
 
 * **Published HM-World** (``KlingTeam/HM-World``): one folder per sample with ``cond.mp4``, ``tgt.mp4``,
-  ``cond_mask.mp4``, ``tgt_mask.mp4`` (subject drawn red), ``camera.json``, ``character.json``,
-  ``check.json``, and one ``caption.txt`` beside the folders. Any clip or mask video may be absent (its
-  field is then None); ``camera.json`` is required (format: see `hydra_wm.cameras`).
+  ``cond_mask.mp4``, ``tgt_mask.mp4``, ``camera.json``, ``character.json``, ``check.json``, and one
+  ``caption.txt`` beside the folders. Mask videos may be absent (their fields are then None).
 * **The authors' examples** (``N.mp4``, ``camN.json``, ``caption.txt``): ``N.mp4`` holds only the 77
   condition frames (no target clip, no masks), and line N of ``caption.txt`` is its caption, as in the
   reference's ``infer_hydra.py``.
 
-Where the dataset leaves things open we assumed, and check, the following:
+The published files, as third-party loaders run over the released dataset show them:
 
-* ``caption.txt`` (published layout): lines ``name: caption`` (or ``name<TAB>caption``, ``name|caption``)
-  when any line starts with a sample folder's name, and then every sample needs one; otherwise, when
-  every folder name ends in a number N (``sample12``), line N (1-based, as the examples number them);
-  otherwise one line per sample in sorted folder order, with as many lines as samples.
-* ``check.json`` ("timestamps that record when the subject enters or leaves the frame"): no schema is
-  published. `read_check_events` accepts numbers (or lists of numbers) under keys naming an exit
-  (``exit``, ``leave``, ``out``, ``disappear`` …) or an entry (``enter``, ``entry``, ``in``, ``appear`` …), at
-  any depth, and lists of event objects ``{"type": "exit", "frame": 12}``. Values are kept as written
-  (frame indices or seconds: unknown). An unrecognised file gives None events and a warning; the raw
-  JSON is kept in ``sample.check``.
-* ``character.json`` ("character pose information"): kept as raw JSON, not interpreted.
+* ``camera.json``: ``{"cond_cam": {"0".."76": 4x4}, "tgt_cam": {...}}``, Unreal camera-to-world in
+  centimetres, one matrix per frame of ``cond.mp4`` / ``tgt.mp4`` (`hydra_wm.data.cameras` also reads the
+  other camera formats). No intrinsics are shipped: geometry that needs them takes a horizontal field of view,
+  `fov_deg`, by default Unreal's 90° (`cameras.UNREAL_DEFAULT_HFOV_DEG`; `HMWorldSample.intrinsics`).
+* ``check.json``: ``{"cond_check": {ACTOR: {CHARACTER: [{"frame": int, "inFrame": bool}, ...]}},
+  "tgt_check": {...}}``. Each entry is a change of visibility of one subject (``ACTOR/CHARACTER``) in one
+  clip: ``inFrame`` false an exit, true an entry, ``frame`` counted from 0 in that clip. They are read into
+  ``sample.visibility`` exactly so (`read_visibility_changes`), per subject and per clip. The target clip
+  continues the context clip (both are cut from one camera recording), so `visibility_in_view` carries a
+  subject's state across the cut: before its first change a subject is in the state that change leaves.
+  ``exit_frames`` / ``entry_frames`` list every subject's exits / entries in clip-global frames (context
+  frames first, a target frame f is ``Tc + f``, Tc the context frames the cameras cover).
+  Other check.json shapes are read by the old tolerant reader (`read_check_events`): numbers under keys
+  naming an exit (``exit``, ``leave``, ``out`` …) or an entry (``enter``, ``in``, ``appear`` …) at any depth,
+  or event objects ``{"type": "exit", "frame": 12}``, kept as written; nothing recognisable gives None events
+  and a warning. The raw JSON is kept in ``sample.check``.
+* Mask videos: the subject is drawn red (the authors' ``eval_dsc.py``: OpenCV HSV hue 0–10 or 160–180,
+  saturation and value ≥ 100) or white (a third-party loader: channel 0 > 127). Which one is decided per video
+  by `subject_mask`: among its bright pixels (brightest channel > 127), if at least half are the subject's
+  red (`red_mask`) the video is read as red-subject, else as white-subject (channel 0 > 127). A video with no
+  bright pixel has an empty mask either way. ``mask_style`` forces one reading.
+* ``caption.txt``: lines ``name<TAB>caption`` (a third-party loader's; the name may be a path such as
+  ``sample_001/cond.mp4`` or ``/data/hm_world/sample_001``: its deepest part naming a sample folder counts),
+  ``name: caption`` or ``name|caption`` when any line starts with a sample folder's name; otherwise plain
+  text: when every folder name ends in a number N (``sample12``), line N (1-based, as the examples number
+  them); otherwise one line per sample in sorted folder order, with as many lines as samples.
+* ``character.json`` ("character pose information"; no public reader exists): kept as raw JSON.
+
+Incomplete samples: some released folders lack files. A sample missing one of the files the caller
+requires (`require`, by the published names; ``camera.json`` always), or its caption line (name-keyed and
+line-N captions), is left out of ``names`` and listed in ``incomplete`` with what is missing, so that a command
+can skip it and say so (`hydra-wm preprocess` lists them in failed.json).
 """
 
 from __future__ import annotations
@@ -30,18 +50,18 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..io_utils import natural_key, read_json
-from .cameras import Numerics, load_relative_cameras
-from .video import read_frames, read_video
+from .cameras import UNREAL_DEFAULT_HFOV_DEG, Numerics, intrinsics, load_relative_cameras
+from .video import read_frames, read_video, video_size
 
 PUBLISHED_FILES = (
     "cond.mp4",
@@ -52,6 +72,8 @@ PUBLISHED_FILES = (
     "character.json",
     "check.json",
 )
+CAPTION = "caption"
+"""What `HMWorldDataset.incomplete` lists for a sample without a caption line."""
 
 # Red in the mask videos, as the reference's eval_dsc.py thresholds it with cv2.inRange in OpenCV's 8-bit
 # HSV: hue 0–10 or 160–180 (i.e. −40°…20°), saturation and value ≥ 100/255. Loose enough for H.264
@@ -59,11 +81,29 @@ PUBLISHED_FILES = (
 RED_HUE_DEGREES = (-40.0, 20.0)
 RED_MIN_SATURATION = 100
 RED_MIN_VALUE = 100
+BRIGHT = 127
+"""A mask pixel is bright when its brightest channel exceeds this; a white-subject mask is channel 0 > this."""
+MaskStyle = Literal["auto", "red", "white"]
+MASK_STYLES = ("auto", "red", "white")
+
+CHECK_CLIPS = {"cond_check": "cond", "tgt_check": "tgt"}
+"""check.json's keys → the clip their frames count in."""
 
 _EXIT_WORDS = {"exit", "exits", "exited", "leave", "leaves", "out", "disappear", "disappears", "hide"}
 _ENTRY_WORDS = {"enter", "enters", "entered", "entry", "in", "appear", "appears", "reappear", "return"}
 _EVENT_TYPE_KEYS = ("type", "event", "action", "kind", "status", "name")
 _EVENT_TIME_KEYS = ("frame", "frames", "time", "timestamp", "index", "t")
+
+
+@dataclass(frozen=True)
+class VisibilityChange:
+    """One entry of check.json: `subject` (``ACTOR/CHARACTER``) enters (`in_frame`) or leaves the view at
+    `frame` of `clip` ("cond" or "tgt", frames from 0 in each)."""
+
+    clip: str
+    subject: str
+    frame: int
+    in_frame: bool
 
 
 @dataclass(frozen=True)
@@ -85,6 +125,17 @@ class HMWorldSample:
     entry_frames: tuple[float, ...] | None = None
     character: Any = None  # raw character.json
     check: Any = None  # raw check.json
+    visibility: tuple[VisibilityChange, ...] | None = None  # check.json in the published schema
+    mask_styles: dict[str, str] | None = None  # {"cond_mask.mp4": "red" | "white", ...} as decided per video
+    fov_deg: float = UNREAL_DEFAULT_HFOV_DEG  # horizontal field of view (none is shipped: Unreal's default)
+    intrinsics: np.ndarray | None = None  # K (3x3, pixels) of the clips as read, from fov_deg (cond.mp4's size)
+
+    def in_view(self, context_frames: int, target_frames: int) -> tuple[list[str], np.ndarray] | None:
+        """``(subjects, in_view bool [context_frames + target_frames, S])`` from check.json's visibility changes
+        (`visibility_in_view`), or None when check.json is not in the published schema."""
+        if self.visibility is None:
+            return None
+        return visibility_in_view(self.visibility, context_frames, target_frames)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,6 +153,31 @@ def red_mask(frames: np.ndarray) -> np.ndarray:
     hue = 60.0 * (g - b) / np.maximum(chroma, 1)
     saturated = chroma * 255 >= RED_MIN_SATURATION * value
     return red_is_max & saturated & (value >= RED_MIN_VALUE) & (hue >= RED_HUE_DEGREES[0]) & (hue <= RED_HUE_DEGREES[1])
+
+
+def white_mask(frames: np.ndarray) -> np.ndarray:
+    """uint8 RGB ``[..., 3]`` → bool ``[...]``: channel 0 > 127, the white-subject reading of a mask video."""
+    return frames[..., 0] > BRIGHT
+
+
+def mask_style(frames: np.ndarray) -> str:
+    """ "red" or "white": how the mask video `frames` (uint8 ``[T, H, W, 3]``) draws its subject.
+
+    Among the bright pixels (brightest channel > 127), at least half the subject's red → "red", else "white";
+    no bright pixel → "red" (the mask is empty either way).
+    """
+    bright = frames[frames.max(axis=-1) > BRIGHT]  # (N, 3)
+    if not len(bright):
+        return "red"
+    return "red" if 2 * int(red_mask(bright).sum()) >= len(bright) else "white"
+
+
+def subject_mask(frames: np.ndarray, style: MaskStyle = "auto") -> tuple[np.ndarray, str]:
+    """A mask video's frames (uint8 ``[T, H, W, 3]``) → (bool ``[T, H, W]``, the style read: "red"/"white")."""
+    if style not in MASK_STYLES:
+        raise InputError(f"mask style: expected one of {', '.join(MASK_STYLES)}, got {style!r}")
+    chosen = mask_style(frames) if style == "auto" else style
+    return (red_mask(frames) if chosen == "red" else white_mask(frames)), chosen
 
 
 def subject_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -126,15 +202,73 @@ def subject_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def read_masks(
-    path: Path, num_frames: int | None, height: int | None, width: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A mask video → (bool masks ``[T, H, W]``, boxes ``[T, 4]``), with the clip's resize/crop geometry."""
-    masks = torch.from_numpy(red_mask(read_frames(path, num_frames, height, width)))
-    return masks, subject_boxes(masks)
+    path: Path, num_frames: int | None, height: int | None, width: int | None, style: MaskStyle = "auto"
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """A mask video → (bool masks ``[T, H, W]``, boxes ``[T, 4]``, the style read), with the clip's resize/crop
+    geometry."""
+    masks, chosen = subject_mask(read_frames(path, num_frames, height, width), style)
+    masks = torch.from_numpy(masks)
+    return masks, subject_boxes(masks), chosen
 
 
 # ----------------------------------------------------------------------------------------------
 # check.json
+
+
+def read_visibility_changes(data: Any, where: str | os.PathLike = "check.json") -> tuple[VisibilityChange, ...] | None:
+    """check.json in the published schema → its visibility changes, sorted by (clip, subject, frame); None when
+    `data` is not in that schema (no ``cond_check`` / ``tgt_check`` key). A malformed entry is an error naming
+    `where` and its keys."""
+    if not isinstance(data, dict) or not any(key in data for key in CHECK_CLIPS):
+        return None
+    changes = []
+    for key, clip in CHECK_CLIPS.items():
+        actors = data.get(key, {})
+        if not isinstance(actors, dict):
+            raise InputError(f'{where}: key "{key}": expected {{ACTOR: {{CHARACTER: [entries]}}}}')
+        for actor, characters in actors.items():
+            if not isinstance(characters, dict):
+                raise InputError(f'{where}: key "{key}"/"{actor}": expected {{CHARACTER: [entries]}}')
+            for character, entries in characters.items():
+                here = f'{where}: key "{key}"/"{actor}"/"{character}"'
+                if not isinstance(entries, list):
+                    raise InputError(f'{here}: expected a list of {{"frame": int, "inFrame": bool}}')
+                for i, entry in enumerate(entries):
+                    frame = entry.get("frame") if isinstance(entry, dict) else None
+                    in_frame = entry.get("inFrame") if isinstance(entry, dict) else None
+                    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+                        raise InputError(f'{here}[{i}]: expected "frame": an integer >= 0, got {entry!r:.60}')
+                    if not isinstance(in_frame, bool):
+                        raise InputError(f'{here}[{i}]: expected "inFrame": true or false, got {entry!r:.60}')
+                    changes.append(VisibilityChange(clip, f"{actor}/{character}", frame, in_frame))
+    order = {clip: i for i, clip in enumerate(CHECK_CLIPS.values())}
+    return tuple(sorted(changes, key=lambda c: (order[c.clip], c.subject, c.frame)))
+
+
+def visibility_in_view(
+    changes: Sequence[VisibilityChange], context_frames: int, target_frames: int
+) -> tuple[list[str], np.ndarray]:
+    """Visibility changes → ``(subjects, in_view bool [context_frames + target_frames, S])``.
+
+    Clip-global frames: context first, target frame f is ``context_frames + f``. A subject keeps its state
+    across the cut; before its first change it is in the opposite state of that change (an exit means it was in
+    view). Changes beyond the clips' frames are ignored.
+    """
+    subjects = sorted({c.subject for c in changes}, key=natural_key)
+    total = context_frames + target_frames
+    in_view = np.zeros((total, len(subjects)), dtype=bool)
+    for s, subject in enumerate(subjects):
+        timeline = sorted(
+            (c.frame + (context_frames if c.clip == "tgt" else 0), c.in_frame)
+            for c in changes
+            if c.subject == subject and c.frame < (context_frames if c.clip == "cond" else target_frames)
+        )
+        if not timeline:
+            continue
+        in_view[:, s] = not timeline[0][1]
+        for frame, state in timeline:
+            in_view[frame:, s] = state
+    return subjects, in_view
 
 
 def _tokens(key: str) -> set[str]:
@@ -165,7 +299,8 @@ def _numbers(value: Any) -> list[float] | None:
 
 
 def read_check_events(data: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """Parsed check.json → ``(exit_frames, entry_frames)`` sorted, or None when nothing is recognisable."""
+    """Parsed check.json (any shape but the published one) → ``(exit_frames, entry_frames)`` sorted, or None when
+    nothing is recognisable: the old tolerant reading (module docstring)."""
     exits: list[float] = []
     entries: list[float] = []
     found = False
@@ -200,6 +335,23 @@ def read_check_events(data: Any) -> tuple[tuple[float, ...], tuple[float, ...]] 
     return (tuple(sorted(exits)), tuple(sorted(entries))) if found else None
 
 
+def sample_events(
+    check: Any, where: str | os.PathLike, context_frames: int
+) -> tuple[tuple[VisibilityChange, ...] | None, tuple[tuple[float, ...], tuple[float, ...]] | None]:
+    """Parsed check.json → (visibility changes or None, (exit_frames, entry_frames) or None): the published schema
+    first (its frames made clip-global with `context_frames`), else the tolerant reading (with a warning when it
+    recognises nothing)."""
+    visibility = read_visibility_changes(check, where)
+    if visibility is not None:
+        glob = [(c.frame + (context_frames if c.clip == "tgt" else 0), c.in_frame) for c in visibility]
+        exits = tuple(sorted(f for f, entered in glob if not entered))
+        return visibility, (exits, tuple(sorted(f for f, entered in glob if entered)))
+    events = read_check_events(check)
+    if events is None:
+        warnings.warn(f"{where}: no exit/entry events recognised; kept as raw JSON only", stacklevel=3)
+    return None, events
+
+
 # ----------------------------------------------------------------------------------------------
 # Captions and layout
 
@@ -216,17 +368,39 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
-def map_captions(path: Path, names: list[str]) -> dict[str, str]:
-    """caption.txt → {sample name: caption}, by the rules in the module docstring (`names` sorted)."""
+def _keyed_caption(line: str, known: set[str]) -> tuple[str, str] | None:
+    """``name<TAB>caption`` (the name may be a path: its deepest part naming a sample), ``name: caption`` or
+    ``name|caption`` → (sample name, caption); None when the line does not start with a sample's name."""
+    if "\t" in line:
+        key, caption = line.split("\t", 1)
+    else:
+        match = re.match(r"\s*([^:|]+?)\s*[:|]\s*(.*)", line)
+        if not match:
+            return None
+        key, caption = match.groups()
+    key = key.strip()
+    path = PurePosixPath(key.replace("\\", "/"))
+    for candidate in (key, *reversed(path.parts), path.stem):
+        if candidate in known:
+            return candidate, caption.strip()
+    return None
+
+
+def map_captions(path: Path, names: list[str], *, strict: bool = True) -> dict[str, str]:
+    """caption.txt → {sample name: caption}, by the rules in the module docstring (`names` sorted).
+
+    `strict`: a sample without a caption is an error; otherwise it is left out of the result (an incomplete
+    sample). A file that fits no rule is an error either way.
+    """
     lines = _read_lines(path)
     known = set(names)
     keyed: dict[str, str] = {}
     for line in lines:
-        match = re.match(r"\s*([^:\t|]+?)\s*[:\t|]\s*(.*)", line)
-        if match and match.group(1) in known:
-            keyed[match.group(1)] = match.group(2).strip()
+        found = _keyed_caption(line, known)
+        if found is not None:
+            keyed[found[0]] = found[1]
     if keyed:
-        rule = "as 'name: caption' lines"
+        rule = "as 'name<TAB>caption' / 'name: caption' lines"
     else:
         numbers = [re.search(r"(\d+)$", n) for n in names]
         if all(numbers):
@@ -242,11 +416,13 @@ def map_captions(path: Path, names: list[str]) -> dict[str, str]:
         else:
             raise InputError(
                 f"{path}: {len(lines)} lines for {len(names)} samples; expected one line per sample "
-                "(sorted folder order) or 'name: caption' lines"
+                "(sorted folder order) or 'name<TAB>caption' lines"
             )
     for name in names:
         if not keyed.get(name):
-            raise InputError(f"{path}: no caption for sample {name!r} (read {rule})")
+            if strict:
+                raise InputError(f"{path}: no caption for sample {name!r} (read {rule})")
+            keyed.pop(name, None)
     return keyed
 
 
@@ -255,7 +431,10 @@ class HMWorldDataset:
 
     Nothing is decoded until a sample is indexed. `num_frames` (None: every frame of each file), `height`
     and `width` (None: native size) apply to clips and masks alike, so that boxes line up with the clips.
-    `load_clips`/`load_masks` skip the video decoding a caller does not need.
+    `load_clips`/`load_masks` skip the video decoding a caller does not need. `require`: published file names
+    a sample must have to be listed in `names` (``camera.json`` always; in the example layout ``cond.mp4`` means
+    ``N.mp4`` and ``camera.json`` ``camN.json``); the others are listed in `incomplete`. `mask_style`: how mask
+    videos draw the subject (module docstring); `fov_deg`: the cameras' horizontal field of view.
     """
 
     def __init__(
@@ -269,29 +448,59 @@ class HMWorldDataset:
         load_masks: bool = True,
         latent_stride: int = 4,
         camera_numerics: Numerics = "reference",
+        require: Sequence[str] = ("camera.json",),
+        mask_style: MaskStyle = "auto",
+        fov_deg: float = UNREAL_DEFAULT_HFOV_DEG,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"{self.root}: not a directory")
+        unknown = sorted(set(require) - set(PUBLISHED_FILES))
+        if unknown:
+            raise InputError(f"require: unknown file(s) {', '.join(unknown)}; expected some of {PUBLISHED_FILES}")
+        if mask_style not in MASK_STYLES:
+            raise InputError(f"mask style: expected one of {', '.join(MASK_STYLES)}, got {mask_style!r}")
+        intrinsics(1, 1, hfov_deg=fov_deg)  # checks the field of view
         self.num_frames, self.height, self.width = num_frames, height, width
         self.load_clips, self.load_masks = load_clips, load_masks
         self.latent_stride, self.camera_numerics = latent_stride, camera_numerics
+        self.mask_style, self.fov_deg = mask_style, fov_deg
+        self.require = tuple(f for f in PUBLISHED_FILES if f in ("camera.json", *require))
         sample_dirs = [
             d.name for d in self.root.iterdir() if d.is_dir() and any((d / f).is_file() for f in PUBLISHED_FILES)
         ]
         examples = [p.stem for p in self.root.glob("*.mp4") if p.stem.isdigit()]
         if sample_dirs:
             self.layout = "hm_world"
-            self.names = sorted(sample_dirs, key=natural_key)
+            found = sorted(sample_dirs, key=natural_key)
         elif examples:
             self.layout = "examples"
-            self.names = sorted(examples, key=int)
+            found = sorted(examples, key=int)
         else:
             raise InputError(
                 f"{self.root}: neither HM-World sample folders (cond.mp4, camera.json, …) "
                 "nor example files (1.mp4, cam1.json, …) found"
             )
-        self.captions = map_captions(self.root / "caption.txt", self.names)
+        self.captions = map_captions(self.root / "caption.txt", found, strict=False)
+        self.incomplete: dict[str, list[str]] = {}
+        """{sample: what it lacks (file names, `CAPTION`)} for the samples left out of `names`."""
+        for name in found:
+            missing = [self.path_of(name, f).name for f in self.require if not self.path_of(name, f).is_file()]
+            missing += [CAPTION] if name not in self.captions else []
+            if missing:
+                self.incomplete[name] = missing
+        self.names = [name for name in found if name not in self.incomplete]
+
+    def path_of(self, name: str, published: str) -> Path:
+        """Where sample `name` keeps the file the published layout calls `published` (the example layout has
+        only the condition clip and the cameras: any other file is looked for, and not found, in NAME/)."""
+        if self.layout == "examples" and published in ("cond.mp4", "camera.json"):
+            return self.root / (f"{name}.mp4" if published == "cond.mp4" else f"cam{name}.json")
+        return self.root / name / published
+
+    def describe_incomplete(self) -> list[str]:
+        """One line per incomplete sample: ``NAME: missing tgt.mp4, camera.json``."""
+        return [f"{name}: missing {', '.join(missing)}" for name, missing in self.incomplete.items()]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -301,6 +510,8 @@ class HMWorldDataset:
 
     def __getitem__(self, index: int | str) -> HMWorldSample:
         name = index if isinstance(index, str) else self.names[index]
+        if name in self.incomplete:
+            raise InputError(f"{self.root / name}: incomplete sample: missing {', '.join(self.incomplete[name])}")
         if name not in self.captions:
             raise InputError(f"{self.root}: no sample named {name!r}")
         if self.layout == "examples":
@@ -312,38 +523,46 @@ class HMWorldDataset:
             return None
         return read_video(path, self.num_frames, self.height, self.width)
 
-    def _masks(self, path: Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _masks(self, path: Path) -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
         if not (self.load_masks and path.is_file()):
-            return None, None
-        return read_masks(path, self.num_frames, self.height, self.width)
+            return None, None, None
+        return read_masks(path, self.num_frames, self.height, self.width, self.mask_style)
 
     def _cameras(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         if not path.is_file():
             raise InputError(f"{path}: file not found (every sample needs its cameras)")
         return load_relative_cameras(path, latent_stride=self.latent_stride, numerics=self.camera_numerics)
 
+    def _intrinsics(self, video: Path) -> np.ndarray | None:
+        if not video.is_file():
+            return None
+        source = video_size(video)
+        height, width = (self.height, self.width) if self.height is not None else source
+        return intrinsics(height, width, hfov_deg=self.fov_deg, source_size=source)
+
     def _example_sample(self, name: str) -> HMWorldSample:
-        context_cameras, target_cameras = self._cameras(self.root / f"cam{name}.json")
+        context_cameras, target_cameras = self._cameras(self.path_of(name, "camera.json"))
         return HMWorldSample(
             name=name,
             caption=self.captions[name],
             context_cameras=context_cameras,
             target_cameras=target_cameras,
-            condition=self._clip(self.root / f"{name}.mp4"),
+            condition=self._clip(self.path_of(name, "cond.mp4")),
+            fov_deg=self.fov_deg,
+            intrinsics=self._intrinsics(self.path_of(name, "cond.mp4")),
         )
 
     def _published_sample(self, name: str) -> HMWorldSample:
         folder = self.root / name
         context_cameras, target_cameras = self._cameras(folder / "camera.json")
-        condition_masks, condition_boxes = self._masks(folder / "cond_mask.mp4")
-        target_masks, target_boxes = self._masks(folder / "tgt_mask.mp4")
+        condition_masks, condition_boxes, condition_style = self._masks(folder / "cond_mask.mp4")
+        target_masks, target_boxes, target_style = self._masks(folder / "tgt_mask.mp4")
+        styles = {f: s for f, s in (("cond_mask.mp4", condition_style), ("tgt_mask.mp4", target_style)) if s}
         check = read_json(folder / "check.json") if (folder / "check.json").is_file() else None
-        events = read_check_events(check) if check is not None else None
-        if check is not None and events is None:
-            warnings.warn(
-                f"{folder / 'check.json'}: no exit/entry events recognised; kept as raw JSON only",
-                stacklevel=2,
-            )
+        context_frames = (len(context_cameras) - 1) * self.latent_stride + 1  # the frames the cameras cover
+        visibility, events = (None, None)
+        if check is not None:
+            visibility, events = sample_events(check, folder / "check.json", context_frames)
         character_path = folder / "character.json"
         return HMWorldSample(
             name=name,
@@ -360,4 +579,8 @@ class HMWorldDataset:
             entry_frames=events[1] if events else None,
             character=read_json(character_path) if character_path.is_file() else None,
             check=check,
+            visibility=visibility,
+            mask_styles=styles or None,
+            fov_deg=self.fov_deg,
+            intrinsics=self._intrinsics(folder / "cond.mp4"),
         )

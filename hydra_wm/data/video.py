@@ -28,18 +28,40 @@ def _open_error(path: str | os.PathLike, exc: Exception) -> InputError:
     return InputError(f"{path}: cannot read video ({type(exc).__name__}: {exc})")
 
 
+def cover_geometry(src_h: int, src_w: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """What `cover_and_crop` does to a ``src_h x src_w`` frame: ``(new_h, new_w, top, left)``, the size it is
+    scaled to (covering ``height x width``) and the offsets of the centre crop."""
+    if (src_h, src_w) == (height, width):
+        return src_h, src_w, 0, 0
+    scale = max(width / src_w, height / src_h)
+    new_h, new_w = round(src_h * scale), round(src_w * scale)
+    # torchvision's centre crop: offsets rounded half-to-even, as Python's round does.
+    return new_h, new_w, round((new_h - height) / 2.0), round((new_w - width) / 2.0)
+
+
 def cover_and_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 ``[H, W, 3]`` → ``[height, width, 3]``: bilinear scale to cover the target, centre crop."""
     src_h, src_w = frame.shape[:2]
     if (src_h, src_w) == (height, width):
         return frame
-    scale = max(width / src_w, height / src_h)
-    new_h, new_w = round(src_h * scale), round(src_w * scale)
+    new_h, new_w, top, left = cover_geometry(src_h, src_w, height, width)
     if (new_h, new_w) != (src_h, src_w):
         frame = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
-    # torchvision's centre crop: offsets rounded half-to-even, as Python's round does.
-    top, left = round((new_h - height) / 2.0), round((new_w - width) / 2.0)
     return frame[top : top + height, left : left + width]
+
+
+def video_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of a video's frames, from its stream header (nothing is decoded)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path}: no video stream")
+            context = container.streams.video[0].codec_context
+            return int(context.height), int(context.width)
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise _open_error(path, exc) from None
 
 
 def read_frames(
@@ -105,6 +127,22 @@ def count_frames(path: str | os.PathLike) -> int:
         with av.open(str(path)) as container:
             return sum(1 for _ in container.decode(video=0))
     except av.FFmpegError as exc:
+        raise _open_error(path, exc) from None
+
+
+def video_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of a video without decoding it: the size from the stream header, the frames by
+    counting its packets (one per frame in H.264 / mp4; far cheaper than `count_frames`)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            frames = sum(1 for packet in container.demux(stream) if packet.size)
+            return frames, int(stream.codec_context.height), int(stream.codec_context.width)
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise _open_error(path, exc) from None
 
 

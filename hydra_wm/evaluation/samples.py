@@ -1,8 +1,11 @@
 """What `hydra-wm eval` compares: ground-truth samples (HM-World layout) and the matching predictions.
 
 Ground truth: a folder of sample folders in the published HM-World layout (``cond.mp4``, ``tgt.mp4``,
-``cond_mask.mp4``, ``tgt_mask.mp4``; Flatland adds ``truth.json``). Only the videos (and Flatland's truth) are
-read; cameras and captions are not needed.
+``cond_mask.mp4``, ``tgt_mask.mp4``; Flatland adds ``truth.json``). Only the videos, ``check.json`` and
+Flatland's truth are read; cameras and captions are not needed. Which target frames follow a subject's re-entry
+comes from Flatland's truth, else from ``check.json`` in the published schema (every subject's exits and
+entries, `data.hmworld.read_visibility_changes`), else from the mask videos (any subject pixel in view; red or
+white subjects, `data.hmworld.subject_mask`).
 
 Predictions, found per ground-truth sample ``NAME``:
 
@@ -14,8 +17,9 @@ Predictions, found per ground-truth sample ``NAME``:
   leading frames to drop.
 * ``PRED/NAME/tgt.mp4``: an HM-World-layout folder; ``tgt.mp4`` holds the generated frames (same rule).
 
-A prediction whose frame size differs from the ground truth's is compared with the ground truth resized the
-way the generator reads its inputs (`video.cover_and_crop`: bilinear cover, centre crop).
+A prediction whose frame size differs from the ground truth's is refused, unless the caller asks
+(``hydra-wm eval --resize``) to compare it with the ground truth resized the way the generator reads its inputs
+(`video.cover_and_crop`: bilinear cover, centre crop).
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..data.hmworld import red_mask, subject_boxes
+from ..data.hmworld import read_visibility_changes, subject_boxes, subject_mask, visibility_in_view
 from ..data.video import read_frames
 from ..errors import InputError
 from ..flatland import read_truth
 from ..flatland.world import reentry_mask
-from ..io_utils import natural_key
+from ..io_utils import natural_key, read_json
 
 
 def list_samples(root: str | Path) -> list[str]:
@@ -60,9 +64,9 @@ class GroundTruth:
     folder: Path
     context: Tensor
     target: Tensor
-    context_masks: Tensor | None  # bool [Tc, H, W] (red pixels of cond_mask.mp4)
+    context_masks: Tensor | None  # bool [Tc, H, W] (subject pixels of cond_mask.mp4, red or white)
     target_masks: Tensor | None  # bool [Tt, H, W]
-    in_view: np.ndarray | None  # bool [Tc + Tt, S]: subject s visible (Flatland: per subject; else S = 1)
+    in_view: np.ndarray | None  # bool [Tc + Tt, S]: subject s visible (per subject: Flatland, check.json; masks: S = 1)
     truth: dict | None  # Flatland's `read_truth` (None for other datasets or a resized comparison)
 
     @property
@@ -106,11 +110,15 @@ def load_ground_truth(root: str | Path, name: str, size: tuple[int, int] | None 
     for stream, frames in (("cond", len(context)), ("tgt", len(target))):
         path = folder / f"{stream}_mask.mp4"
         if path.is_file():
-            masks[stream] = torch.from_numpy(red_mask(read_frames(path, frames, *(size or (None, None)))))
+            masks[stream] = torch.from_numpy(subject_mask(read_frames(path, frames, *(size or (None, None))))[0])
     truth = None
+    check = folder / "check.json"
+    visibility = read_visibility_changes(read_json(check), check) if check.is_file() else None
     if (folder / "truth.json").is_file() and size is None:  # the exact truth holds at the native size only
         truth = read_truth(folder)
         in_view = truth["in_view"]
+    elif visibility:  # check.json in the published schema: every subject's exits and entries
+        in_view = visibility_in_view(visibility, len(context), len(target))[1]
     elif len(masks) == 2:
         in_view = np.concatenate([masks["cond"].any(dim=(1, 2)).numpy(), masks["tgt"].any(dim=(1, 2)).numpy()])[:, None]
     else:
