@@ -15,6 +15,7 @@ from hydra_wm.errors import ConfigError, InputError
 from hydra_wm.flow import FlowMatchSchedule
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.models.loading import load_dit
+from hydra_wm.models.state_dicts import METADATA_KEY
 from hydra_wm.training import DataOrder, PreprocessedDataset, TrainConfig, collate, flow_matching_loss, train
 from hydra_wm.training.checkpoint import read_checkpoint
 from hydra_wm.training.loop import set_trainable
@@ -284,10 +285,14 @@ def test_cli_train_and_its_errors(tmp_path, data, capsys):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(r["samples_per_second"] > 0 for r in log)
     assert "exported" in capsys.readouterr().out
-    # A flat torch file, as the authors' code loads hydra.ckpt; load_dit reads it too.
+    # A flat torch file of tensors, as the authors' code loads hydra.ckpt, plus the config as one JSON string entry:
+    # load_dit reads it back without being told the number of heads.
     exported = torch.load(out / "hydra.ckpt", weights_only=True)
-    loaded = load_dit(out / "hydra.ckpt", num_heads=2)
+    config = json.loads(exported.pop(METADATA_KEY))
+    loaded = load_dit(out / "hydra.ckpt")
     assert sorted(exported) == sorted(loaded.state_dict()) and len(exported) == 85
+    assert all(isinstance(v, torch.Tensor) for v in exported.values())
+    assert loaded.cfg.num_heads == int(config["num_heads"]) and loaded.cfg.dim == int(config["dim"])
     assert main(args) == 2  # refuses to overwrite a run without --resume
     assert main([*args, "--init", "x.ckpt"]) == 2  # init and preset are exclusive
     assert "exactly one of init" in capsys.readouterr().err

@@ -120,7 +120,7 @@ def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no training checkpoint" in err
     assert main(["export", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "x.safetensors")]) == 2
-    assert "not a readable hydra-wm training checkpoint" in capsys.readouterr().err
+    assert "missing.safetensors: training checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
 
 

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import InputError
-from ..io_utils import atomic_path, write_text_atomic
+from ..io_utils import atomic_path, safetensors_header, write_text_atomic
 
 SAMPLE_FORMAT = "hydra-wm-sample"
 FORMAT_VERSION = 1
@@ -116,7 +116,7 @@ class PreprocessedDataset(torch.utils.data.Dataset):
     """The samples of a preprocessed folder, in sorted name order; item i is a dict of the five tensors (and the
     optional subject mask)."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, *, check: bool = True):
         self.root = Path(root)
         manifest = self.root / MANIFEST
         if not manifest.is_file():
@@ -129,6 +129,25 @@ class PreprocessedDataset(torch.utils.data.Dataset):
         if not self.paths:
             raise InputError(f"{self.root / SAMPLES_DIR}: no preprocessed samples")
         self.names = [p.stem for p in self.paths]
+        if check:
+            self.check()
+
+    def check(self) -> None:
+        """Every sample file whole, from headers and sizes alone (no tensor is read): a file cut short or not a
+        hydra-wm sample is one error naming it, before any training step."""
+        for path in self.paths:
+            try:
+                header = safetensors_header(path)
+            except (ValueError, OSError) as exc:
+                raise InputError(f"{path}: {exc}") from None
+            metadata = header.get("__metadata__") or {}
+            missing = [key for key in TENSOR_KEYS if key not in header]
+            if metadata.get("format") != SAMPLE_FORMAT or missing:
+                raise InputError(
+                    f"{path}: not a hydra-wm sample ("
+                    + (f"no tensor {missing[0]}" if missing else f"format {metadata.get('format')!r}")
+                    + ")"
+                )
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..io_utils import atomic_path
+from ..io_utils import atomic_path, safetensors_problem
+from ..models.state_dicts import METADATA_KEY
 from .parallel import DistInfo
 
 CHECKPOINT_DIR = "checkpoints"
@@ -109,13 +111,51 @@ def checkpoint_step(path: str | Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def latest_checkpoint(out: str | Path) -> Path | None:
-    """The checkpoint with the highest step in `out`, or None."""
+def checkpoints(out: str | Path) -> list[Path]:
+    """The checkpoints in `out`, oldest (lowest step) first."""
     folder = Path(out) / CHECKPOINT_DIR
-    found = (
+    return (
         sorted(p for p in folder.glob("step_*.safetensors") if _STEP_FILE.fullmatch(p.name)) if folder.is_dir() else []
     )
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The checkpoint with the highest step in `out`, or None."""
+    found = checkpoints(out)
     return found[-1] if found else None
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """What makes `path` unusable as a training checkpoint, from its header and size alone (None: intact)."""
+    problem = safetensors_problem(path)
+    if problem is None:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except Exception as exc:  # safetensors' own error types
+            return f"unreadable header ({type(exc).__name__})"
+        if STATE_KEY not in metadata:
+            problem = f"no training state record (metadata key {STATE_KEY!r}): not written by `hydra-wm train`"
+    return problem
+
+
+def intact_checkpoint(out: str | Path, *, warn: bool = True) -> Path | None:
+    """The latest checkpoint of `out` that is whole (`checkpoint_problem`); a truncated later one (a copy cut
+    short, a disk that filled) is passed over with one warning line on stderr. None when there is no checkpoint;
+    an error when there are some but none is whole."""
+    found = checkpoints(out)
+    for index in range(len(found) - 1, -1, -1):
+        problem = checkpoint_problem(found[index])
+        if problem is None:
+            return found[index]
+        if warn:
+            fallback = f"trying {found[index - 1].name}" if index else "no earlier checkpoint"
+            print(f"hydra-wm: warning: {found[index]}: {problem}; {fallback}", file=sys.stderr, flush=True)
+    if found:
+        raise CheckpointError(
+            f"{found[-1].parent}: no intact checkpoint ({found[-1].name}: {checkpoint_problem(found[-1])})"
+        )
+    return None
 
 
 def save_checkpoint(
@@ -173,12 +213,20 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     """(tensors, state record) of a training checkpoint."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: training checkpoint not found")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: not a usable hydra-wm training checkpoint: {problem}")
     try:
         with safe_open(str(path), framework="pt") as f:
             record = json.loads((f.metadata() or {})[STATE_KEY])
             tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as exc:  # missing file, corrupt header or missing state record
-        raise CheckpointError(f"{path}: not a readable hydra-wm training checkpoint ({exc})") from None
+    except Exception as exc:  # a corrupt header or state record
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{path}: not a readable hydra-wm training checkpoint ({type(exc).__name__}: {first})"
+        ) from None
     return tensors, record
 
 
@@ -235,7 +283,8 @@ def export_model(
     """Write the full model (EMA weights for the trainable ones when `ema`) in the released flat key layout.
 
     Collective (every rank calls; rank 0 writes). `.safetensors` gets `metadata` (config fields as strings, which
-    `load_dit` reads); `.ckpt`/`.pt`/`.pth` is a flat `torch.save` dict as the authors' code loads.
+    `load_dit` reads); `.ckpt`/`.pt`/`.pth` is a flat `torch.save` dict of tensors as the authors' code loads, plus
+    the same metadata as one JSON string under `models.state_dicts.METADATA_KEY`, so `load_dit` reads it back.
     """
     state = {name: full_cpu(tensor) for name, tensor in model.state_dict().items()}
     if ema is not None:
@@ -247,5 +296,5 @@ def export_model(
         if path.suffix == ".safetensors":
             save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
         else:
-            torch.save(state, tmp)
+            torch.save({**state, METADATA_KEY: json.dumps(metadata)}, tmp)
     return path

@@ -64,6 +64,8 @@ class TrainResult:
     checkpoint: Path | None = None
     export: Path | None = None
     model: HydraDiT | None = None
+    stopped_by: int | None = None
+    """The signal (SIGINT, SIGTERM) that stopped the run early, after its checkpoint was saved; None otherwise."""
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -212,6 +214,7 @@ class _Run:
     autocast_dtype: torch.dtype | None
     step: int = 0
     stop_requested: bool = False
+    stop_signal: int | None = None
 
 
 def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
@@ -262,7 +265,7 @@ def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
 
 def _resume(run: _Run) -> None:
     """Load the latest checkpoint of `out` if `resume`; refuse to overwrite an existing run otherwise."""
-    config, latest = run.config, ckpt.latest_checkpoint(run.config.out)
+    config, latest = run.config, ckpt.intact_checkpoint(run.config.out, warn=run.info.is_main)
     if latest is None:
         if config.resume and run.info.is_main:
             print(f"train: no checkpoint in {config.out}; starting from step 0")
@@ -272,6 +275,10 @@ def _resume(run: _Run) -> None:
     _, record = ckpt.read_checkpoint(latest)
     saved = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
     current = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
+    # Paths name the same file however they are spelled: `out` is where the checkpoint was found, `init` resolved.
+    saved.pop("out", None), current.pop("out", None)
+    if saved.get("init") and current.get("init") and Path(saved["init"]).resolve() == Path(current["init"]).resolve():
+        saved["init"] = current["init"]
     # A field added after the run started is taken at its default (what the run used without it).
     defaults = field_defaults()
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
@@ -363,7 +370,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, use_ema: bool 
     """
     path = Path(checkpoint)
     if path.is_dir():
-        found = ckpt.latest_checkpoint(path)
+        found = ckpt.intact_checkpoint(path)
         if found is None:
             raise CheckpointError(f"{path}: no training checkpoint (expected {ckpt.CHECKPOINT_DIR}/step_*.safetensors)")
         path = found
@@ -484,7 +491,7 @@ def _loop(run: _Run, logger: _Logger) -> list[float]:
 
 def _on_signal(run: _Run):
     def handler(signum, frame):
-        run.stop_requested = True
+        run.stop_requested, run.stop_signal = True, signum
 
     return handler
 
@@ -514,7 +521,7 @@ def train(config: TrainConfig, dataset=None) -> TrainResult:
         finished = run.step >= config.steps and config.export is not None
         export = _export(run) if finished else None
         last = ckpt.latest_checkpoint(config.out)
-        return TrainResult(run.step, losses, last, export, None if info.distributed else run.raw)
+        return TrainResult(run.step, losses, last, export, None if info.distributed else run.raw, run.stop_signal)
     finally:
         for sig, previous in handlers.items():
             signal.signal(sig, previous)
