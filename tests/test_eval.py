@@ -297,13 +297,16 @@ def test_eval_on_a_dataset_without_truth_uses_the_masks(flatland, tmp_path, caps
     assert np.isfinite(report["mean"]["ssim_reentry"])
 
 
-def test_predictions_of_another_size_are_compared_with_resized_ground_truth(flatland, tmp_path, capsys):
+def test_predictions_of_another_size_are_refused_or_compared_with_resized_ground_truth(flatland, tmp_path, capsys):
     pred = tmp_path / "pred"
     pred.mkdir()
     for name in ("sample_00000", "sample_00001", "sample_00002"):
         frames = np.concatenate([read_frames(flatland / name / "cond.mp4"), read_frames(flatland / name / "tgt.mp4")])
         write_video(pred / f"{name}.mp4", frames.repeat(2, axis=1).repeat(2, axis=2), crf=0, pix_fmt="yuv444p")
-    code, _, _ = _eval(capsys, pred, flatland)
+    code, _, err = _eval(capsys, pred, flatland)
+    assert code == 2 and err.count("\n") == 1 and "sample_00000.mp4: frames of 32x48" in err and "--resize" in err
+    assert not (pred / "eval").exists()
+    code, _, _ = _eval(capsys, pred, flatland, "--resize")
     assert code == 0
     report = json.loads((pred / "eval" / "metrics.json").read_text())
     assert 25.0 < report["mean"]["psnr"] < 100.0  # bilinear upscaling of the truth vs pixel repetition

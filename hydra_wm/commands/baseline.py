@@ -36,9 +36,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.baselines import run_baseline
+    """Exit code 0, or 3 (`SomeFailed`) when some samples could not be read: the others are written, the failed
+    ones listed (stdout and OUT/failed.json)."""
+    import json
 
+    from ..errors import SomeFailed
+    from ..evaluation.baselines import run_baseline
+    from ..io_utils import check_output_dir, write_text_atomic
+
+    check_output_dir(args.out, "OUT")
     start = time.perf_counter()
-    names = run_baseline(args.kind, args.data, args.out, deg_per_metre=args.deg_per_metre, progress=not args.quiet)
+    failed: dict[str, str] = {}
+    names = run_baseline(
+        args.kind, args.data, args.out, deg_per_metre=args.deg_per_metre, progress=not args.quiet, failed=failed
+    )
     print(f"wrote {len(names)} {args.kind} predictions to {args.out} in {time.perf_counter() - start:.1f} s")
+    failures = Path(args.out) / "failed.json"
+    if failed:
+        for name, reason in failed.items():
+            print(f"  failed: {name}: {reason}")
+        write_text_atomic(failures, json.dumps(failed, indent=1))
+        raise SomeFailed(f"{len(failed)} of {len(failed) + len(names)} samples failed; listed above and in {failures}")
+    failures.unlink(missing_ok=True)
     return 0

@@ -39,8 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluation.compare import format_comparison, paired_comparison, read_report
-    from ..io_utils import write_text_atomic
+    from ..io_utils import check_output_file, write_text_atomic
 
+    if args.out:
+        check_output_file(args.out, "--out")
     if args.resamples < 1:
         raise InputError(f"--resamples: expected a positive count, got {args.resamples}")
     if not 0.0 < args.level < 1.0:

@@ -49,6 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Flatland metric `background PSNR revisited beyond the window` (default 5, HyDRA's)",
     )
     p.add_argument("--device", default="cpu", help="torch device for the learned metrics (default cpu)")
+    p.add_argument(
+        "--resize",
+        action="store_true",
+        help="compare a prediction of another frame size with the ground truth resized to it (bilinear cover, "
+        "centre crop; no exact Flatland metrics); without it such a prediction is an error",
+    )
     p.add_argument("--per-sample", action="store_true", help="also print one line per sample")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -57,9 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluation.runner import EvalOptions, evaluate, format_table, write_report
+    from ..io_utils import check_output_dir
 
     if len(args.lpips_weights) > 2:
         raise InputError(f"--lpips-weights: expected one or two files, got {len(args.lpips_weights)}")
+    out = check_output_dir(args.out or args.pred / "eval", "--out")
     options = EvalOptions(
         lpips_weights=[str(p) for p in args.lpips_weights],
         clip=args.clip,
@@ -69,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         context_frames=args.context_frames,
         window=args.window,
         device=args.device,
+        resize=args.resize,
     )
     report = evaluate(args.pred, args.gt, options, progress=not args.quiet)
-    paths = write_report(report, args.out or args.pred / "eval")
+    paths = write_report(report, out)
     print(format_table(report, per_sample=args.per_sample))
     print(f"wrote {paths['json']}, {paths['csv']}, {paths['plot']}")
     return 0

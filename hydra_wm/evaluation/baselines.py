@@ -92,17 +92,25 @@ def run_baseline(
     *,
     deg_per_metre: float = DEG_PER_METRE,
     progress: bool = True,
+    failed: dict[str, str] | None = None,
 ) -> list[str]:
-    """Write ``OUT/NAME.mp4`` for every sample of the HM-World-layout dataset `data`; returns the names.
-    Existing files of the same name are replaced."""
+    """Write ``OUT/NAME.mp4`` for every sample of the HM-World-layout dataset `data`; returns the names written.
+    Existing files of the same name are replaced. With `failed` (a dict), a sample that cannot be read is recorded
+    there ({name: one line naming its file}) and the others are still written; without it, it raises."""
     if kind not in BASELINES:
         raise InputError(f"baseline: expected one of {', '.join(BASELINES)}, got {kind!r}")
     data, out = Path(data), Path(out)
-    names = list_samples(data)
-    out.mkdir(parents=True, exist_ok=True)
+    names, written = list_samples(data), []
     for name in tqdm(names, desc=kind, unit="sample", disable=not progress):
-        video = predict(kind, data / name, deg_per_metre=deg_per_metre)
+        try:
+            video = predict(kind, data / name, deg_per_metre=deg_per_metre)
+        except InputError as exc:
+            if failed is None:
+                raise
+            failed[name] = str(exc)
+            continue
         write_video(
             out / f"{name}.mp4", video, FPS, crf=0, pix_fmt="yuv444p", options={"preset": "veryfast", "threads": "1"}
         )
-    return names
+        written.append(name)
+    return written

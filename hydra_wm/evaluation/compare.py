@@ -86,10 +86,16 @@ def bootstrap_mean_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
 
 
-def _number(value) -> float:
-    """A per-sample metric value as a float; NaN for skipped (a string), undefined (None) or missing values."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _number(value, where: str, sample: str, metric: str) -> float:
+    """A per-sample metric value as a float; NaN for an undefined (None, as eval writes NaN), missing or skipped
+    ("skipped: ...") value; anything else that is not a number is an error naming the report, sample and metric."""
+    if value is None or (isinstance(value, str) and value.startswith("skipped")):
         return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(
+            f"{where}: per_sample {sample!r}: metric {metric!r}: expected a number, null or 'skipped: ...', "
+            f"got {value!r:.40}"
+        )
     return float(value)
 
 
@@ -131,8 +137,8 @@ def paired_comparison(
             raise InputError(
                 f"{names[0]}: metric {metric!r}: not in the reports (columns: {', '.join(report_a.get('columns', []))})"
             )
-        a = np.array([_number(samples_a[n].get(metric)) for n in order])
-        b = np.array([_number(samples_b[n].get(metric)) for n in order])
+        a = np.array([_number(samples_a[n].get(metric), names[0], n, metric) for n in order])
+        b = np.array([_number(samples_b[n].get(metric), names[1], n, metric) for n in order])
         keep = np.isfinite(a) & np.isfinite(b)
         a, b = a[keep], b[keep]
         diff = a - b
@@ -167,6 +173,11 @@ def read_report(path: str | Path) -> dict:
     report = read_json(path)
     if not isinstance(report, dict) or not isinstance(report.get("per_sample"), list):
         raise InputError(f"{path}: per_sample: expected a list of per-sample metrics (a `hydra-wm eval` report)")
+    for i, sample in enumerate(report["per_sample"]):
+        if not (
+            isinstance(sample, dict) and isinstance(sample.get("name"), str) and isinstance(sample.get("metrics"), dict)
+        ):
+            raise InputError(f'{path}: per_sample[{i}]: expected {{"name": str, "metrics": {{...}}}}')
     return report
 
 

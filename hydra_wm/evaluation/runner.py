@@ -33,7 +33,7 @@ from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr, ssim
 from .dsc import dsc_scores
 from .features import ClipVision, DinoModel, load_clip, load_dino
 from .lpips import LPIPS, load_lpips, lpips_frames
-from .samples import list_samples, load_ground_truth, prediction_path, read_prediction
+from .samples import GroundTruth, list_samples, load_ground_truth, prediction_path, read_prediction
 from .vbench import background_consistency, subject_consistency
 
 MAX_DB = 100.0
@@ -85,6 +85,9 @@ class EvalOptions:
     """Local attention window in frames for `background_psnr_revisit` (Flatland): background seen in the context
     but not in any context frame of the frame's window (HyDRA's 5; one latent frame per video frame)."""
     device: str = "cpu"
+    resize: bool = False
+    """Compare a prediction of another frame size than the ground truth's with the ground truth resized to it
+    (`video.cover_and_crop`); without it such a prediction is an error."""
 
 
 @dataclass
@@ -136,14 +139,32 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
     N = Tt if options.frames is None else options.frames
     if N > Tt:
         raise InputError(f"--frames {N}: {gt.folder / 'tgt.mp4'} holds only {Tt} target frames")
-    pred = read_prediction(prediction_path(pred_root, name), Tc, Tt, skip=options.context_frames, frames=N)
+    pred_path = prediction_path(pred_root, name)
+    pred = read_prediction(pred_path, Tc, Tt, skip=options.context_frames, frames=N)
     notes = []
     if tuple(pred.shape[2:]) != tuple(gt.target.shape[2:]):
+        if not options.resize:
+            raise InputError(
+                f"{pred_path}: frames of {pred.shape[2]}x{pred.shape[3]}, but {gt.folder / 'tgt.mp4'} has "
+                f"{gt.target.shape[2]}x{gt.target.shape[3]}; pass --resize to compare with the ground truth resized"
+            )
         notes.append(
             f"ground truth resized from {list(gt.target.shape[2:])} to the prediction's "
             f"{list(pred.shape[2:])}; no exact Flatland metrics"
         )
         gt = load_ground_truth(gt_root, name, size=tuple(pred.shape[2:]))
+    try:
+        metrics, frames = _sample_metrics(gt, pred, N, models, options, notes)
+    except InputError as exc:  # e.g. frames too small for SSIM's window: name the prediction it is about
+        raise InputError(f"{pred_path}: {exc}") from None
+    events = [e for e in gt.events() if 0 <= e["entry"] < N or 0 <= e["exit"] < N]
+    return {"name": name, "metrics": metrics, "frames": frames, "events": events, "notes": notes}
+
+
+def _sample_metrics(
+    gt: GroundTruth, pred: Tensor, N: int, models: Models, options: EvalOptions, notes: list[str]
+) -> tuple[dict[str, float], dict[str, list]]:
+    """Steps 2-6 of `evaluate_sample`: (metrics, per-frame curves) of `pred` against `gt`'s first N frames."""
     target = gt.target[:, :N]
     reentry = gt.reentry[:N] if gt.reentry is not None else None
     reentry_frames = reentry.any(axis=1) if reentry is not None else None
@@ -211,8 +232,7 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
     if models.background_clip is not None:
         metrics["background_consistency"] = background_consistency(models.background_clip, pred)
 
-    events = [e for e in gt.events() if 0 <= e["entry"] < N or 0 <= e["exit"] < N]
-    return {"name": name, "metrics": metrics, "frames": frames, "events": events, "notes": notes}
+    return metrics, frames
 
 
 def evaluate(pred_root, gt_root, options: EvalOptions, *, progress: bool = True) -> dict:
