@@ -260,6 +260,12 @@ def test_glance_camera_holds_headings_the_context_saw_and_revisits_them_pixel_fo
     assert revisits > 50
 
 
+def test_captions_say_how_the_camera_moves():
+    glance, pan = render_clip(flatland_config("small-glance"), 3, 0), render_clip(flatland_config("small"), 3, 0)
+    assert glance.caption().startswith("A camera turns between a few headings") and "pans" not in glance.caption()
+    assert pan.caption().startswith("A camera pans back and forth")
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

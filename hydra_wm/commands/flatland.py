@@ -1,6 +1,7 @@
 """`hydra-wm flatland make OUT`: render a Flatland dataset in the published HM-World layout.
 
-Sample i is rendered from (seed, i), so a set can be extended or re-made sample by sample, and
+Sample i is rendered from (seed, i), so a set can be re-made sample by sample (a stopped run is resumed by the same
+command: flatland.json first, each sample folder atomically, finished ones skipped), and
 `hydra_wm.flatland.FlatlandDataset` with the same preset, options and seed yields the same clips in memory.
 """
 
@@ -11,6 +12,7 @@ import time
 
 from ..errors import InputError
 from ..flatland import FLATLAND_PRESETS, SCENE_STYLES, flatland_config, write_dataset
+from ..io_utils import check_output_dir
 
 
 def _pair(text: str, cast, name: str) -> tuple:
@@ -47,6 +49,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run_make(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    check_output_dir(args.out, "OUT")
     start = time.perf_counter()
     names = write_dataset(args.out, config, args.samples, args.seed, overwrite=args.overwrite, progress=not args.quiet)
     seconds = time.perf_counter() - start
@@ -71,7 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write a dataset: sample_NNNNN/{cond,tgt}{,_mask}.mp4, camera/character/check/truth.json, caption.txt",
         description="Render N clips in the published HM-World layout. Ranges take LOW,HIGH or one number.",
     )
-    make.add_argument("out", help="output directory (absent or empty, or an earlier Flatland set with --overwrite)")
+    make.add_argument(
+        "out",
+        help="output directory: absent or empty; the same command again resumes a stopped run (finished samples "
+        "are kept); --overwrite replaces an earlier Flatland set",
+    )
     make.add_argument("--samples", type=int, default=64, help="number of clips (default 64)")
     make.add_argument("--seed", type=int, default=0, help="dataset seed; sample i comes from (seed, i)")
     make.add_argument(

@@ -4,7 +4,7 @@ Layout written by `write_dataset(out, ...)`::
 
     out/
       caption.txt            one line per sample folder, sorted: "sample_00000: <caption>"
-      flatland.json          how the set was made: {"format", "seed", "samples", "config"}
+      flatland.json          how the set is made: {"format", "seed", "samples", "config", "complete"}
       sample_00000/
         cond.mp4  tgt.mp4            context and target clips
         cond_mask.mp4  tgt_mask.mp4  subjects pure red (255, 0, 0) on black
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from ..data.cameras import latent_frame_indices, pose_vectors, relative_poses
 from ..data.video import read_frames, write_video
 from ..errors import InputError
-from ..io_utils import read_json, write_text_atomic
+from ..io_utils import atomic_dir, read_json, write_text_atomic
 from ..metrics import segment_subjects
 from .config import FlatlandConfig
 from .scenery import SCENE_STYLES, background_colours
@@ -166,9 +165,7 @@ def truth_record(clip: FlatlandClip) -> dict:
 
 def write_sample(folder: Path, clip: FlatlandClip, config: FlatlandConfig) -> None:
     """Write one sample folder: into a temporary sibling first, renamed into place when complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         split = clip.context_frames
         masks = clip.masks
         for name, frames in (("cond", slice(0, split)), ("tgt", slice(split, None))):
@@ -182,12 +179,20 @@ def write_sample(folder: Path, clip: FlatlandClip, config: FlatlandConfig) -> No
         }
         for name, record in records.items():
             (tmp / name).write_text(json.dumps(record))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+
+MANIFEST = "flatland.json"
+
+
+def _owned(entry: Path) -> bool:
+    """What `write_dataset` writes into its folder: sample folders, caption.txt, flatland.json, and the
+    temporary names (``.sample_00003.xyz.tmp``, ``.caption.xyz.tmp.txt``) a stopped run can leave."""
+    name = entry.name
+    if name in ("caption.txt", MANIFEST):
+        return True
+    if name.startswith("sample_"):
+        return entry.is_dir()
+    return name.startswith((".sample_", ".caption.", ".flatland.")) and ".tmp" in name
 
 
 def write_dataset(
@@ -201,31 +206,52 @@ def write_dataset(
 ) -> list[str]:
     """Render `samples` clips (sample i from (seed, i)) into `out`; returns the sample folder names.
 
-    `out` must be empty or absent unless `overwrite`, which first removes a previous Flatland set there.
+    `out` must be empty or absent, or hold a set that the same command started: flatland.json (how the set is
+    made) is written first and every sample folder atomically, so a run that was stopped is resumed by running it
+    again (finished samples are skipped). `overwrite` first removes everything an earlier Flatland run wrote there
+    (also a stopped one); a folder holding anything else is never touched.
     """
     if samples < 1:
         raise InputError(f"--samples: expected at least 1, got {samples}")
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise InputError(f"{root}: exists and is not a directory")
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise InputError(f"{root}: directory is not empty (pass --overwrite to replace a Flatland set there)")
-        if not (root / "flatland.json").is_file():
-            raise InputError(f"{root}: not a Flatland dataset (no flatland.json); refusing to overwrite it")
-        for child in root.iterdir():
-            if child.name.startswith("sample_") and child.is_dir():
-                shutil.rmtree(child)
-    root.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": FORMAT, "seed": seed, "samples": samples, "config": config.to_dict()}
+    manifest = json.loads(json.dumps(manifest))  # as read back: tuples become lists
+    entries = list(root.iterdir()) if root.is_dir() else []
+    if entries:
+        previous = None
+        if (root / MANIFEST).is_file():
+            try:
+                previous = json.loads((root / MANIFEST).read_text())
+            except (OSError, ValueError):
+                previous = None
+        foreign = [e.name for e in entries if not _owned(e)]
+        if overwrite:
+            if foreign and previous is None:
+                raise InputError(
+                    f"{root}: not a Flatland dataset (no flatland.json; holds {foreign[0]}); refusing to overwrite it"
+                )
+            for entry in entries:
+                if _owned(entry):
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        elif previous is None or {k: v for k, v in previous.items() if k != "complete"} != manifest:
+            hint = "made with other settings" if previous is not None else "not empty"
+            raise InputError(f"{root}: directory is {hint} (pass --overwrite to replace a Flatland set there)")
+        else:  # the same set: resume it
+            for entry in entries:
+                if entry.name.startswith(".") and _owned(entry):
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    write_text_atomic(root / MANIFEST, json.dumps({**manifest, "complete": False}, indent=1))
     names, captions = [], []
     for index in tqdm(range(samples), desc="flatland", unit="clip", disable=not progress):
         clip = render_clip(config, seed, index)
         names.append(sample_name(index, samples))
         captions.append(f"{names[-1]}: {clip.caption()}")
-        write_sample(root / names[-1], clip, config)
+        if not (root / names[-1]).is_dir():  # a finished sample of a stopped run is kept
+            write_sample(root / names[-1], clip, config)
     write_text_atomic(root / "caption.txt", "\n".join(captions) + "\n")
-    manifest = {"format": FORMAT, "seed": seed, "samples": samples, "config": config.to_dict()}
-    write_text_atomic(root / "flatland.json", json.dumps(manifest, indent=1))
+    write_text_atomic(root / MANIFEST, json.dumps({**manifest, "complete": True}, indent=1))
     return names
 
 

@@ -91,6 +91,8 @@ class FlatlandClip:
     """Exit-entry events, see `find_events`."""
     context_frames: int
     seed: list[int] = field(default_factory=list)
+    camera_motion: str = "pan"
+    """How the camera moved (`FlatlandConfig.camera_motion`): "pan" sweeps, "glance" holds headings and turns."""
 
     @property
     def masks(self) -> np.ndarray:
@@ -102,7 +104,8 @@ class FlatlandClip:
     def caption(self) -> str:
         """One line in words: scene style, landmarks, each subject and how it walks."""
         landmarks = ", ".join(sorted(set(self.landmarks)))
-        parts = [f"A camera pans back and forth across {SCENE_STYLES[self.style].words} with {landmarks}"]
+        motion = "turns between a few headings" if self.camera_motion == "glance" else "pans back and forth"
+        parts = [f"A camera {motion} across {SCENE_STYLES[self.style].words} with {landmarks}"]
         for s, kind in enumerate(self.subjects):
             steps = np.sign(np.diff(self.azimuth_deg[:, s]))
             if not steps.any():
@@ -390,4 +393,5 @@ def render_clip(config: FlatlandConfig, seed: int, index: int = 0) -> FlatlandCl
         context_frames=config.context_frames,
         azimuth_deg=heading + np.stack([p.azimuth_deg for p in paths], axis=1),
         seed=[int(seed), int(index)],
+        camera_motion=config.camera_motion,
     )
