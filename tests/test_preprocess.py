@@ -13,7 +13,7 @@ from hydra_wm.cli import main
 from hydra_wm.data import HMWorldDataset
 from hydra_wm.data.preprocess import EncodedDataset, Encoders, load_encoders, null_text, preprocess
 from hydra_wm.data.samples import SUBJECT_MASK, read_sample
-from hydra_wm.errors import CheckpointError, InputError
+from hydra_wm.errors import EXIT_SOME_FAILED, CheckpointError, InputError
 from hydra_wm.flatland import FlatlandDataset, flatland_config, write_dataset
 from hydra_wm.models.loading import EncoderFiles, load_dit
 from hydra_wm.models.text_encoder import encode_prompts, original_t5_shapes, text_encoder_config
@@ -75,15 +75,17 @@ def cli_args(data, out, ckpt_dir, tokenizer_dir):  # noqa: F811
 
 def test_cli_skips_finished_samples_and_survives_a_corrupt_one(tmp_path, flatland, ckpt_dir, tokenizer_dir, capsys):  # noqa: F811
     out = tmp_path / "prepared"
-    assert main(cli_args(flatland, out, ckpt_dir, tokenizer_dir)) == 0
-    printed = capsys.readouterr().out
-    assert "wrote 2, skipped 0 (done earlier), failed 1" in printed and "sample_00001" in printed
+    assert main(cli_args(flatland, out, ckpt_dir, tokenizer_dir)) == EXIT_SOME_FAILED
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "wrote 2, skipped 0 (done earlier), failed 1" in printed and "sample_00001/tgt.mp4: cannot read" in printed
+    assert captured.err.count("\n") == 1 and "1 of 3 samples failed" in captured.err and "failed.json" in captured.err
     assert list(json.loads((out / "failed.json").read_text())) == ["sample_00001"]
     files = sorted((out / "samples").iterdir())
     assert [f.name for f in files] == ["sample_00000.safetensors", "sample_00002.safetensors"]
     stamps = [f.stat().st_mtime_ns for f in files]
 
-    assert main(cli_args(flatland, out, ckpt_dir, tokenizer_dir)) == 0
+    assert main(cli_args(flatland, out, ckpt_dir, tokenizer_dir)) == EXIT_SOME_FAILED
     assert "wrote 0, skipped 2 (done earlier), failed 1" in capsys.readouterr().out
     assert [f.stat().st_mtime_ns for f in files] == stamps  # not rewritten
     assert not list((out / "samples").glob(".*"))  # no temporary files left behind

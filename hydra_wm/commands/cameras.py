@@ -19,7 +19,7 @@ import torch
 
 from ..data.cameras import RAW_UE_FRAMES, Numerics, load_camera_poses, load_relative_cameras
 from ..errors import InputError
-from ..io_utils import atomic_path, write_text_atomic
+from ..io_utils import atomic_path, check_output_file, write_text_atomic
 
 COLOURS = {"context": "#1f77b4", "target": "#d62728"}
 
@@ -114,6 +114,12 @@ def plot_camera_paths(
 def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     reference = parse_reference(args.reference)
+    for flag, value in (("--latent-stride", args.latent_stride), ("--raw-frames", args.raw_frames)):
+        if value < 1:
+            raise InputError(f"{flag}: expected a positive integer, got {value}")
+    for flag, value in (("--out", args.out), ("--plot", args.plot)):
+        if value:
+            check_output_file(value, flag)
     context, target = load_relative_cameras(
         path,
         latent_stride=args.latent_stride,
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             "context_camera": context.tolist(),
             "video_camera": target.tolist(),
         }
-        write_text_atomic(args.out, json.dumps(record, indent=1) + "\n")
+        write_text_atomic(args.out, json.dumps(record, indent=1, allow_nan=False) + "\n")  # finite: checked on reading
         print(f"wrote {args.out} (context {list(context.shape)}, target {list(target.shape)})")
     else:
         print(format_vectors(context, target))

@@ -9,6 +9,9 @@ context along its target cameras with the shipped `flatland-tiny` HyDRA model, a
   (lossless), so that ``hydra-wm eval OUT/pred OUT/data`` recomputes every number;
 * ``OUT/metrics.json``: the exact metrics per clip and their mean, also printed.
 
+Re-running into the same folder replaces that run: the clip files of an earlier run that this one did not write
+(more clips, or videos that `--no-video` skips) are removed; nothing else in OUT is touched.
+
 `hydra-wm parity` reproduces the reference DiT forward passes (what this demo ran before the model shipped).
 """
 
@@ -61,6 +64,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def owned_files(out: Path) -> list[Path]:
+    """The per-clip files a demo run writes into `out` (`NAME.mp4`, `NAME_retrieval.png`, `pred/NAME.mp4` for
+    Flatland sample names): what a later run into the same folder replaces or removes. `data/` is rewritten
+    whole (`write_dataset(..., overwrite=True)`), `metrics.json` replaced."""
+    patterns = ("sample_*.mp4", "sample_*_retrieval.png", "pred/sample_*.mp4")
+    return [path for pattern in patterns for path in out.glob(pattern) if path.is_file()]
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "  n/a" if value != value else f"{value:.{digits}f}"
 
@@ -74,12 +85,15 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.plots import plot_retrieval
     from ..flatland import render_clip, write_dataset
     from ..flatland.model import HELD_OUT_SEED, load_flatland_model, mean_scores, run_clip, side_by_side
-    from ..io_utils import write_text_atomic
+    from ..io_utils import check_output_dir, write_text_atomic
 
     if args.samples < 1:
         raise InputError(f"--samples: expected at least 1, got {args.samples}")
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps: expected at least 1, got {args.steps}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads: expected at least 1, got {args.threads}")
+    check_output_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
@@ -97,13 +111,14 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     names = write_dataset(out / "data", config, args.samples, seed, overwrite=True, progress=False)
-    results, seconds = {}, 0.0
+    results, seconds, written = {}, 0.0, set()
     for index, name in enumerate(tqdm(names, desc="generating", unit="clip")):
         clip = render_clip(config, seed, index)
         start = time.perf_counter()
         result = run_clip(model, clip, noise_seed=args.noise_seed, num_steps=args.steps)
         seconds += time.perf_counter() - start
         results[name] = result.scores
+        written.add(out / "pred" / f"{name}.mp4")
         write_video(
             out / "pred" / f"{name}.mp4",
             result.frames_uint8(),
@@ -113,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
             options={"preset": "veryfast", "threads": "1"},
         )
         if not args.no_video:
+            written.add(out / f"{name}.mp4")
             write_video(out / f"{name}.mp4", side_by_side(result, label), config.fps)
             if result.retrieval is not None:
+                written.add(out / f"{name}_retrieval.png")
                 plot_retrieval(
                     result.retrieval,
                     out / f"{name}_retrieval.png",
@@ -133,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         "samples": results,
     }
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=1, allow_nan=True))
+    for stale in sorted(set(owned_files(out)) - written):  # an earlier run's videos and heat maps, now unmatched
+        stale.unlink(missing_ok=True)
 
     def line(name: str, s: dict) -> str:
         text = (

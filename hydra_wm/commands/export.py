@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export", help="write a training checkpoint's model as a .safetensors/.ckpt DiT file", description=__doc__
     )
     p.add_argument("run", help="run folder (latest checkpoint) or a checkpoints/step_*.safetensors file")
-    p.add_argument("--out", required=True, help="output file (.safetensors with config metadata, or .ckpt/.pth)")
+    p.add_argument(
+        "--out", required=True, help="output file (.safetensors, or .ckpt/.pth/.pt; the config goes with it either way)"
+    )
     p.add_argument(
         "--ema",
         action=argparse.BooleanOptionalAction,
@@ -26,8 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io_utils import check_output_file
     from ..training import export_checkpoint
 
+    check_output_file(args.out, "--out")
     path = export_checkpoint(args.run, args.out, use_ema=args.ema)
     print(f"export: wrote {path}")
     return 0

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..config import ATTENTION_MODES, RETRIEVAL_MODES
-from ..errors import InputError
-from ..io_utils import atomic_path
+from ..errors import InputError, SomeFailed
+from ..io_utils import atomic_path, check_output_dir
 from ..offload import OFFLOAD_MODES
 from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline, ModelFiles, Sample, save_retrieval
 from .options import add_config_options, config_from_args
@@ -46,10 +46,33 @@ def _fit_cameras(cams: torch.Tensor, rows: int, frames: int, label: str, source:
     return cams[:rows]
 
 
-def sample_chunks(args: argparse.Namespace, config) -> Iterator[list]:
+MAX_UPSCALE = 8
+"""A condition video must be at least 1/8 of the generated size on each side (before the cover-and-crop resize):
+below that, one of its pixels would cover more than a VAE latent cell (8x8 pixels)."""
+
+
+def check_condition_video(path: str | Path, config) -> None:
+    """One line unless the video at `path` has at least `context_frames` frames and is not tiny (`MAX_UPSCALE`);
+    read from its header and packets, nothing decoded."""
+    from ..data.video import video_info
+
+    frames, height, width = video_info(path)
+    if frames < config.context_frames:
+        raise InputError(f"{path}: holds {frames} frames; --context-frames {config.context_frames} needs that many")
+    scale = max(config.height / height, config.width / width)
+    if scale > MAX_UPSCALE:
+        raise InputError(
+            f"{path}: frames of {height}x{width} are too small for {config.height}x{config.width} output "
+            f"(at most {MAX_UPSCALE}x upscaling; --height/--width set the output size)"
+        )
+
+
+def sample_chunks(args: argparse.Namespace, config, skipped: dict[str, str]) -> Iterator[list]:
     """The requested samples in chunks of `--chunk`, each read (videos decoded) only when its turn comes.
 
-    Every sample's caption and cameras are checked before the first chunk, so a bad file fails fast.
+    Every sample's caption, cameras and condition video (frame count, size) are checked before the first chunk, so
+    a bad file fails fast. Incomplete samples of a folder (missing files, no caption) are left out and recorded
+    in `skipped` ({name: what is missing}), unless named by --samples (then an error).
     """
     from ..data.cameras import load_relative_cameras
     from ..data.video import read_video
@@ -66,6 +89,7 @@ def sample_chunks(args: argparse.Namespace, config) -> Iterator[list]:
     notes: list[str] = []
     if args.input is None:
         cams = fit(args.name, args.cameras, *load_relative_cameras(args.cameras))
+        check_condition_video(args.video, config)
         condition = read_video(args.video, config.context_frames, config.height, config.width)
         print("".join(f"note: {note}\n" for note in notes), end="")
         yield [Sample(args.name or Path(args.video).stem, args.prompt, condition, *cams)]
@@ -73,24 +97,33 @@ def sample_chunks(args: argparse.Namespace, config) -> Iterator[list]:
     from ..data.hmworld import HMWorldDataset
 
     size = {"num_frames": config.context_frames, "height": config.height, "width": config.width}
-    index = HMWorldDataset(args.input, load_clips=False, load_masks=False)
-    names = args.samples or index.names
-    unknown = sorted(set(names) - set(index.names))
+    require = ("cond.mp4", "camera.json")
+    index = HMWorldDataset(args.input, load_clips=False, load_masks=False, require=require)
+    known = index.names + list(index.incomplete)
+    unknown = sorted(set(args.samples or []) - set(known))
     if unknown:
-        raise InputError(f"{args.input}: no sample(s) {', '.join(unknown)}; found {', '.join(index.names)}")
+        raise InputError(f"{args.input}: no sample(s) {', '.join(unknown)}; found {', '.join(known)}")
+    named_incomplete = [n for n in args.samples or [] if n in index.incomplete]
+    if named_incomplete:
+        name = named_incomplete[0]
+        raise InputError(f"{args.input}/{name}: incomplete sample: missing {', '.join(index.incomplete[name])}")
+    if not args.samples:
+        skipped.update({name: f"missing {', '.join(missing)}" for name, missing in index.incomplete.items()})
+    names = args.samples or index.names
+    if not names:
+        raise InputError(f"{args.input}: no complete sample ({'; '.join(index.describe_incomplete()[:3])})")
     cameras = {}
     for name in names:
         sample = index[name]
         cameras[name] = fit(name, f"{args.input}/{name}", sample.context_cameras, sample.target_cameras)
+        check_condition_video(index.path_of(name, "cond.mp4"), config)
+    notes += [f"{args.input}/{name}: skipped, incomplete sample: {why}" for name, why in skipped.items()]
     print("".join(f"note: {note}\n" for note in notes), end="")
-    data = HMWorldDataset(args.input, load_masks=False, **size)
+    data = HMWorldDataset(args.input, load_masks=False, require=require, **size)
     for first in range(0, len(names), args.chunk):
         chunk = []
         for name in names[first : first + args.chunk]:
-            condition = data[name].condition
-            if condition is None:
-                raise InputError(f"{args.input}: sample {name!r} has no condition video")
-            chunk.append(Sample(name, index.captions[name], condition, *cameras[name]))
+            chunk.append(Sample(name, index.captions[name], data[name].condition, *cameras[name]))
         yield chunk
 
 
@@ -101,6 +134,8 @@ def _check_source(args: argparse.Namespace) -> None:
     if args.input is None and any(v is None for v in single):
         missing = [f for f, v in zip(("--video", "--cameras", "--prompt"), single, strict=True) if v is None]
         raise InputError(f"give an example folder, or --video, --cameras and --prompt (missing {', '.join(missing)})")
+    if args.prompt is not None and not args.prompt.strip():
+        raise InputError("--prompt: empty; describe the clip")
     if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available on this machine")
 
@@ -116,17 +151,20 @@ def save_latents(path: Path, result, prompt: str, config, hydra_ckpt: str | None
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit code 0, or 3 (`SomeFailed`) when incomplete samples of the folder were skipped (listed)."""
     _check_source(args)
     config = config_from_args(GenerationConfig, args)
-    if args.fps <= 0:
+    if not args.fps > 0:
         raise InputError(f"--fps: expected a positive number, got {args.fps}")
     if args.save_retrieval and args.attention not in (None, "memory"):
         raise InputError(f"--save-retrieval needs --attention memory (got {args.attention})")
     if args.chunk < 1:
         raise InputError(f"--chunk: expected at least 1 sample, got {args.chunk}")
+    check_output_dir(args.out, "--out")
     files = ModelFiles.find(args.ckpt_dir, args.hydra_ckpt)
-    chunks = sample_chunks(args, config)
-    first = next(chunks)  # reads and checks every sample's cameras before any model is loaded
+    skipped: dict[str, str] = {}
+    chunks = sample_chunks(args, config, skipped)
+    first = next(chunks)  # reads and checks every sample's cameras and video before any model is loaded
     options = {name: getattr(args, name) for name in PIPELINE_OPTIONS if getattr(args, name) is not None}
     pipeline = HydraPipeline(files, dtype=DTYPES[args.dtype], **options, log=lambda message: print(message, flush=True))
     print(
@@ -139,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         results = pipeline(samples, config, record_retrieval=args.save_retrieval, progress=not args.no_progress)
         for sample, result in zip(samples, results, strict=True):
             write_outputs(out, sample, result, config, args)
+    if skipped:
+        raise SomeFailed(f"{args.input}: skipped {len(skipped)} incomplete sample(s): {', '.join(sorted(skipped))}")
     return 0
 
 

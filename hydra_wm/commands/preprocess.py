@@ -2,13 +2,15 @@
 
 Writes OUT/samples/<name>.safetensors (VAE latents of the context and target clips, each encoded on its own;
 the caption's umT5 embedding; relative cameras) and OUT/manifest.json. Re-running skips finished samples; a bad
-sample is reported, skipped and listed at the end. Under `torchrun --nproc_per_node=N` each process (GPU) takes
+sample (unreadable, or incomplete: missing files) is reported, skipped and listed at the end and in
+OUT/failed.json, and the exit code is then 3. Under `torchrun --nproc_per_node=N` each process (GPU) takes
 every N-th sample.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -51,16 +53,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..data import HMWorldDataset
-    from ..data.preprocess import load_encoders, preprocess
-    from ..distributed import env_rank, pick_device
+def check_args(args: argparse.Namespace) -> None:
+    """The options, before anything is loaded: frame count 4k+1, sizes, the output folder."""
     from ..errors import InputError
+    from ..io_utils import check_output_dir
+    from ..pipeline import LATENT_STRIDE
 
     if args.ckpt_dir is None and None in (args.vae, args.text_encoder, args.tokenizer):
         raise InputError("give --ckpt-dir, or all of --vae, --text-encoder and --tokenizer")
+    s = LATENT_STRIDE
+    if args.num_frames is not None and (args.num_frames < 1 or (args.num_frames - 1) % s):
+        raise InputError(f"--num-frames: expected {s}k+1 frames (1, {1 + s}, {1 + 2 * s}, ...), got {args.num_frames}")
+    if (args.height is None) != (args.width is None):
+        raise InputError("--height and --width: give both, or neither (native size)")
+    for flag, value in (("--height", args.height), ("--width", args.width), ("--text-length", args.text_length)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag}: expected a positive number, got {value}")
+    check_output_dir(args.out, "OUT")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code 0, or `EXIT_SOME_FAILED` (via `SomeFailed`) when some samples failed or were incomplete (listed)."""
+    from ..data import HMWorldDataset
+    from ..data.preprocess import load_encoders, preprocess
+    from ..distributed import env_rank, pick_device
+    from ..errors import SomeFailed
+
+    check_args(args)
     rank, world_size, local_rank = env_rank()
     device = pick_device(args.device, local_rank)
+    dataset = HMWorldDataset(  # the folder's layout and captions are checked before the encoders load
+        args.data,
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        load_masks=True,  # tgt_mask.mp4 -> the subject mask on the latent grid (`subject_loss_weight`)
+        require=("cond.mp4", "tgt.mp4", "camera.json"),
+    )
     encoders = load_encoders(
         args.ckpt_dir,
         vae=args.vae,
@@ -72,14 +101,7 @@ def run(args: argparse.Namespace) -> int:
         tiled=args.tiled,
         device=device,
     )
-    dataset = HMWorldDataset(
-        args.data,
-        num_frames=args.num_frames,
-        height=args.height,
-        width=args.width,
-        load_masks=True,  # tgt_mask.mp4 -> the subject mask on the latent grid (`subject_loss_weight`)
-        latent_stride=encoders.latent_stride,
-    )
+    dataset.latent_stride = encoders.latent_stride
     settings = {"num_frames": args.num_frames, "height": args.height, "width": args.width}
     report = preprocess(
         dataset,
@@ -97,4 +119,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, reason in report.failed.items():
         print(f"  failed: {name}: {reason}")
+    if report.failed:
+        listed = "failed.json" if world_size == 1 else f"failed.rank{rank}.json"
+        total = len(report.failed) + len(report.written) + len(report.skipped)
+        raise SomeFailed(
+            f"{len(report.failed)} of {total} samples failed or were incomplete; "
+            f"listed above and in {Path(args.out) / listed}"
+        )
     return 0

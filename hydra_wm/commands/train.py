@@ -38,14 +38,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; exit code 128 + N when signal N (SIGINT, SIGTERM) stopped the run after saving its checkpoint."""
     from ..distributed import env_rank
+    from ..io_utils import check_output_dir
     from ..training import TrainConfig, train
 
-    result = train(config_from_args(TrainConfig, args))
+    config = config_from_args(TrainConfig, args)
+    check_output_dir(config.out, "--out")
+    result = train(config)
+    code = 128 + result.stopped_by if result.stopped_by is not None else 0
     if env_rank()[0] != 0:
-        return 0
+        return code
     if result.export is not None:
         print(f"train: step {result.step}; exported {result.export}")
     elif result.checkpoint is not None:
         print(f"train: step {result.step}; latest checkpoint {result.checkpoint}")
-    return 0
+    return code

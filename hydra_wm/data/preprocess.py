@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..errors import InputError
+from ..errors import HydraError, InputError
 from ..io_utils import write_text_atomic
 from ..models.codecs import PixelCodec
 from ..models.loading import EncoderFiles
@@ -190,7 +190,12 @@ def encode_sample(item, encoders: Encoders) -> dict[str, Tensor]:
     subject mask on the latent grid (`SUBJECT_MASK`) when the sample has masks."""
     context, target, cam_context, cam_target, caption = raw_fields(item)
     # Each clip on its own (docs/reference.md §5): the causal VAE sees the target's first frame as a first frame.
-    latents = [encoders.encode_video(clip[None])[0].float().cpu() for clip in (context, target)]  # (C, F, h, w)
+    latents = []
+    for label, clip in (("context clip (cond.mp4)", context), ("target clip (tgt.mp4)", target)):
+        try:
+            latents.append(encoders.encode_video(clip[None])[0].float().cpu())  # (C, F, h, w)
+        except InputError as exc:  # e.g. a frame count the VAE cannot encode: say which clip
+            raise InputError(f"{label}: {exc}") from None
     for name, clip_latents, cams in (("context", latents[0], cam_context), ("target", latents[1], cam_target)):
         if clip_latents.shape[1] != cams.shape[0]:
             raise InputError(
@@ -261,7 +266,8 @@ def preprocess(
 ) -> PreprocessReport:
     """Encode this rank's share of `dataset` (an `HMWorldDataset`, or any indexable with `names`) into `out`.
 
-    Samples whose file exists are skipped; any error in one sample is recorded in the report and the run goes on.
+    Samples whose file exists are skipped; any error in one sample is recorded in the report and the run goes on,
+    and so is every sample the dataset lists as incomplete (`HMWorldDataset.incomplete`: missing files).
     `settings` (plus the encoders') go into the manifest. Failures are also written to failed[.rankR].json.
     """
     out = Path(out)
@@ -277,8 +283,17 @@ def preprocess(
     )
     names = list(dataset.names)[rank::world_size]
     report = PreprocessReport()
-    bar = tqdm(names, desc=f"preprocess (rank {rank}/{world_size})", unit="sample", disable=not progress)
-    for index, name in zip(range(rank, len(dataset.names), world_size), bar, strict=False):
+    incomplete = getattr(dataset, "incomplete", {})
+    for name in sorted(incomplete)[rank::world_size]:
+        report.failed[name] = f"incomplete sample: missing {', '.join(incomplete[name])}"
+    bar = tqdm(
+        zip(range(rank, len(dataset.names), world_size), names, strict=True),
+        total=len(names),
+        desc=f"preprocess (rank {rank}/{world_size})",
+        unit="sample",
+        disable=not progress,
+    )
+    for index, name in bar:
         path = sample_path(out, name)
         if path.is_file():
             report.skipped.append(name)
@@ -287,10 +302,15 @@ def preprocess(
             sample = dataset[index]
             write_sample(path, encode_sample(sample, encoders), name, raw_fields(sample)[4], latent_dtype)
         except Exception as exc:  # a bad sample must never stop the batch; it is reported and listed
-            report.failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            message = str(exc) if isinstance(exc, HydraError) else f"{type(exc).__name__}: {exc}"
+            folder = str(Path(dataset.root) / name) if hasattr(dataset, "root") else None
+            if folder is not None and folder not in message:  # name the sample's files
+                message = f"{folder}: {message}"
+            report.failed[name] = message.splitlines()[0] if message.strip() else type(exc).__name__
             bar.write(f"preprocess: skipped {name}: {report.failed[name]}")
         else:
             report.written.append(name)
+    bar.close()
     report.seconds = time.perf_counter() - start
     failures = out / ("failed.json" if world_size == 1 else f"failed.rank{rank}.json")
     if report.failed:
