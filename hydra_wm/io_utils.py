@@ -130,6 +130,44 @@ def _mkdir(folder: Path) -> None:
         raise OutputError(f"{folder}: cannot create folder ({write_problem(exc)})") from None
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _atomic(final: Path, make_temporary, mode: int) -> Iterator[Path]:
+    """The temporary `make_temporary()` made beside `final`, given `mode & ~umask`; renamed onto `final` (a folder
+    there is removed first) on success, removed on error; a file-system failure is one `OutputError` line."""
+    _mkdir(final.parent)
+    try:
+        tmp = make_temporary()
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({write_problem(exc)})") from None
+    try:
+        os.chmod(tmp, mode & ~current_umask())  # tempfile makes files 0600, folders 0700
+        yield tmp
+        if tmp.is_dir() and final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException as exc:
+        error = _as_output_error(final, exc)
+        if error is not None:
+            raise error from None
+        raise
+    finally:
+        _remove(tmp)
+
+
+def _temporary_file(final: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it.
@@ -139,25 +177,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     read-only) becomes one `OutputError` line naming `path`.
     """
     final = Path(path)
-    _mkdir(final.parent)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    except OSError as exc:
-        raise OutputError(f"{final}: cannot write ({write_problem(exc)})") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600
-        yield tmp_path
-        os.replace(tmp_path, final)
-    except BaseException as exc:
-        error = _as_output_error(final, exc)
-        if error is not None:
-            raise error from None
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink(missing_ok=True)
+    with _atomic(final, lambda: _temporary_file(final), 0o666) as tmp:
+        yield tmp
 
 
 @contextlib.contextmanager
@@ -165,25 +186,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` (an older `path` is removed first),
     on error it is deleted. The folder gets the umask's permissions."""
     final = Path(path)
-    _mkdir(final.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    except OSError as exc:
-        raise OutputError(f"{final}: cannot write ({write_problem(exc)})") from None
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    make = lambda: Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))  # noqa: E731
+    with _atomic(final, make, 0o777) as tmp:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException as exc:
-        error = _as_output_error(final, exc)
-        if error is not None:
-            raise error from None
-        raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

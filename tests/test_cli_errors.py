@@ -28,12 +28,11 @@ from safetensors.torch import save_file
 from test_generate_cli import checkpoints, examples, small_args  # noqa: F401 - fixtures: tiny Wan2.1 files
 from test_preprocess import ckpt_dir  # noqa: F401 - fixture: tiny VAE and umT5 files
 from test_text_encoder import tokenizer_dir  # noqa: F401 - fixture: tiny tokenizer folder
-from test_train import make_item
+from test_train import data  # noqa: F401 - fixture: a preprocessed folder
 
 from hydra_wm.cli import main
 from hydra_wm.data import samples as sample_format
 from hydra_wm.data.preprocess import pixel_encoders, preprocess
-from hydra_wm.data.samples import write_manifest, write_sample
 from hydra_wm.data.video import read_frames, write_video
 from hydra_wm.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED
 from hydra_wm.flatland import flatland_config, write_dataset
@@ -76,18 +75,12 @@ def flat(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """A preprocessed folder of 4 random samples (test_train's format)."""
-    root = tmp_path_factory.mktemp("prepared")
-    write_manifest(root, {"made_by": "test_cli_errors"})
-    generator = torch.Generator().manual_seed(0)
-    for i in range(4):
-        write_sample(root / "samples" / f"s{i}.safetensors", make_item(generator, 6), f"s{i}", f"caption {i}")
-    return root
+def prepared(data):  # noqa: F811 - test_train's preprocessed folder of 8 random samples
+    return data
 
 
-def train_args(data, out, *extra):
-    return ["train", data, "--preset", "debug", "--out", out, "--batch-size", "2", "--device", "cpu",
+def train_args(source, out, *extra):
+    return ["train", source, "--preset", "debug", "--out", out, "--batch-size", "2", "--device", "cpu",
             "--no-progress", "--log-every", "100", "--no-activation-checkpointing", "--export", "", *extra]  # fmt: skip
 
 
@@ -126,6 +119,20 @@ def fill(path: Path) -> None:
         os.close(fd)
 
 
+def _mountinfo() -> list[list[str]]:
+    return [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+
+
+def mount_id_of(folder: Path) -> str:
+    """The id of the mount at `folder` (the last one: mounts stack)."""
+    return [fields[0] for fields in _mountinfo() if fields[4] == str(folder.resolve())][-1]
+
+
+def mount_point(mount_id: str) -> str | None:
+    """Where the mount `mount_id` is now, or None once it is gone."""
+    return next((fields[4] for fields in _mountinfo() if fields[0] == mount_id), None)
+
+
 @pytest.fixture(scope="module")
 def disks(tmp_path_factory):
     """{"readonly": folder, "full": folder}, or the reason a kind is unavailable in place of the folder."""
@@ -143,7 +150,7 @@ def disks(tmp_path_factory):
             for folder in (readonly, full):
                 mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)]
                 subprocess.run(mount, check=True, capture_output=True)
-                mounted.append(folder)
+                mounted.append(mount_id_of(folder))
             subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as exc:
             reason = (getattr(exc, "stderr", b"") or str(exc).encode()).decode().strip()
@@ -152,8 +159,9 @@ def disks(tmp_path_factory):
         fill(full / "filler")
         yield {"readonly": readonly, "full": full}
     finally:
-        for folder in mounted:
-            subprocess.run(["umount", str(folder)], check=False, capture_output=True)
+        for mount_id in mounted:  # by id: a concurrent pytest may have renamed the folder to garbage-*
+            if (point := mount_point(mount_id)) is not None:
+                subprocess.run(["umount", point], check=False, capture_output=True)
         readonly.chmod(0o755)
 
 
@@ -363,8 +371,8 @@ def _truncated_wan(f, tmp) -> tuple[Path, Path]:
     for entry in f["ckpt"].iterdir():
         (folder / entry.name).symlink_to(entry)
     (folder / "Wan2.1_VAE.pth").unlink()
-    data = (f["ckpt"] / "Wan2.1_VAE.pth").read_bytes()
-    (folder / "Wan2.1_VAE.pth").write_bytes(data[: len(data) // 2])
+    blob = (f["ckpt"] / "Wan2.1_VAE.pth").read_bytes()
+    (folder / "Wan2.1_VAE.pth").write_bytes(blob[: len(blob) // 2])
     return folder, folder / "Wan2.1_VAE.pth"
 
 
@@ -375,8 +383,8 @@ def _(f, tmp):
     return {"argv": argv, "needles": [vae, "truncated or corrupt"], "absent": [tmp / "out"]}
 
 
-def _preprocess(f, tmp, data, *extra):
-    return ["preprocess", data, tmp / "prepared", "--ckpt-dir", f["wan"], "--tokenizer", f["tokenizer"],
+def _preprocess(f, tmp, source, *extra):
+    return ["preprocess", source, tmp / "prepared", "--ckpt-dir", f["wan"], "--tokenizer", f["tokenizer"],
             "--vae-preset", "debug", "--text-encoder-preset", "debug", "--text-length", "16", "--device", "cpu",
             "--quiet", *extra]  # fmt: skip
 
@@ -396,10 +404,10 @@ def _(f, tmp):
 
 @case("preprocess: an incomplete sample is skipped and listed", EXIT_SOME_FAILED)
 def _(f, tmp):
-    data = tmp / "data"
-    shutil.copytree(f["flat"], data)
-    (data / "sample_00001" / "tgt.mp4").unlink()
-    (data / "sample_00001" / "camera.json").unlink()
+    source = tmp / "source"
+    shutil.copytree(f["flat"], source)
+    (source / "sample_00001" / "tgt.mp4").unlink()
+    (source / "sample_00001" / "camera.json").unlink()
 
     def check(out):
         failed = json.loads((tmp / "prepared" / "failed.json").read_text())
@@ -407,15 +415,15 @@ def _(f, tmp):
         assert [p.name for p in (tmp / "prepared" / "samples").iterdir()] == ["sample_00000.safetensors"]
         assert "failed: sample_00001: incomplete sample: missing tgt.mp4, camera.json" in out
 
-    return {"argv": _preprocess(f, tmp, data), "needles": ["1 of 2 samples", tmp / "prepared" / "failed.json"],
+    return {"argv": _preprocess(f, tmp, source), "needles": ["1 of 2 samples", tmp / "prepared" / "failed.json"],
             "check": check}  # fmt: skip
 
 
 @case("preprocess: every sample fails (clips the VAE cannot encode): named by clip", EXIT_SOME_FAILED)
 def _(f, tmp):
-    data = tmp / "data"
-    shutil.copytree(f["flat"], data)
-    for sample in data.glob("sample_*"):  # 3 frames: not 4k+1, and no --num-frames to cut them
+    source = tmp / "source"
+    shutil.copytree(f["flat"], source)
+    for sample in source.glob("sample_*"):  # 3 frames: not 4k+1, and no --num-frames to cut them
         for clip in ("cond", "tgt"):
             write_video(sample / f"{clip}.mp4", read_frames(sample / f"{clip}.mp4")[:3], crf=0, pix_fmt="yuv444p")
 
@@ -423,18 +431,18 @@ def _(f, tmp):
         failed = json.loads((tmp / "prepared" / "failed.json").read_text())
         assert sorted(failed) == ["sample_00000", "sample_00001"]
         reason = failed["sample_00000"]
-        assert str(data / "sample_00000") in reason and "context clip (cond.mp4): VAE encode: got 3 frames" in reason
+        assert str(source / "sample_00000") in reason and "context clip (cond.mp4): VAE encode: got 3 frames" in reason
 
-    return {"argv": _preprocess(f, tmp, data), "needles": ["2 of 2 samples", "failed.json"], "check": check}
+    return {"argv": _preprocess(f, tmp, source), "needles": ["2 of 2 samples", "failed.json"], "check": check}
 
 
 @case("train: a truncated sample is found before step 0")
 def _(f, tmp):
-    data = tmp / "prepared"
-    shutil.copytree(f["prepared"], data)
-    sample = data / "samples" / "s2.safetensors"
+    source = tmp / "prepared"
+    shutil.copytree(f["prepared"], source)
+    sample = source / "samples" / "s2.safetensors"
     sample.write_bytes(sample.read_bytes()[:-100])
-    return {"argv": train_args(data, tmp / "run", "--steps", "2"), "needles": [sample, "truncated"],
+    return {"argv": train_args(source, tmp / "run", "--steps", "2"), "needles": [sample, "truncated"],
             "absent": [tmp / "run"]}  # fmt: skip
 
 
@@ -495,17 +503,17 @@ def _(f, tmp):
 
 @case("baseline: a bad sample does not stop the others", EXIT_SOME_FAILED)
 def _(f, tmp):
-    data = tmp / "data"
-    shutil.copytree(f["flat"], data)
-    (data / "sample_00000" / "cond.mp4").write_bytes(b"not a video")
+    source = tmp / "source"
+    shutil.copytree(f["flat"], source)
+    (source / "sample_00000" / "cond.mp4").write_bytes(b"not a video")
 
     def check(out):
         assert sorted(p.name for p in (tmp / "pred").iterdir()) == ["failed.json", "sample_00001.mp4"]
         failed = json.loads((tmp / "pred" / "failed.json").read_text())
-        assert list(failed) == ["sample_00000"] and str(data / "sample_00000" / "cond.mp4") in failed["sample_00000"]
+        assert list(failed) == ["sample_00000"] and str(source / "sample_00000" / "cond.mp4") in failed["sample_00000"]
         assert "failed: sample_00000" in out
 
-    return {"argv": ["baseline", "repeat-last", data, tmp / "pred", "--quiet"],
+    return {"argv": ["baseline", "repeat-last", source, tmp / "pred", "--quiet"],
             "needles": ["1 of 2 samples", tmp / "pred" / "failed.json"], "check": check}  # fmt: skip
 
 
@@ -613,9 +621,9 @@ def test_resume_falls_back_from_a_truncated_checkpoint(run_dir, prepared, tmp_pa
 def test_resume_accepts_the_same_folder_spelled_another_way(run_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nested" / "run"
     shutil.copytree(run_dir, out)
-    data = os.path.relpath(json.loads((out / "config.json").read_text())["data"], tmp_path / "nested")
+    source = os.path.relpath(json.loads((out / "config.json").read_text())["data"], tmp_path / "nested")
     monkeypatch.chdir(tmp_path / "nested")  # the run was started with an absolute --out; resume it as "run"
-    code, stdout, err = run(capsys, *train_args(data, "run", "--steps", "6", "--stop-after", "3", "--resume"))
+    code, stdout, err = run(capsys, *train_args(source, "run", "--steps", "6", "--stop-after", "3", "--resume"))
     assert code == 0, err
     assert "resumed from" in stdout and "at step 2" in stdout
 

@@ -9,6 +9,7 @@ widens its support when downscaling (an antialiased resize), so we call PIL itse
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from fractions import Fraction
@@ -50,18 +51,32 @@ def cover_and_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return frame[top : top + height, left : left + width]
 
 
-def video_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` of a video's frames, from its stream header (nothing is decoded)."""
+@contextlib.contextmanager
+def _video_stream(path: str | os.PathLike):
+    """The container and first video stream of `path`, with one-line errors for a missing or unreadable file."""
     if not Path(path).is_file():
         raise InputError(f"{path}: file not found")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
-            context = container.streams.video[0].codec_context
-            return int(context.height), int(context.width)
+            yield container, container.streams.video[0]
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise _open_error(path, exc) from None
+
+
+def video_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of a video's frames, from its stream header (nothing is decoded)."""
+    with _video_stream(path) as (_, stream):
+        return int(stream.codec_context.height), int(stream.codec_context.width)
+
+
+def video_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of a video without decoding it: the size from the stream header, the frames by
+    counting its packets (one per frame in H.264 / mp4; far cheaper than `count_frames`)."""
+    with _video_stream(path) as (container, stream):
+        frames = sum(1 for packet in container.demux(stream) if packet.size)
+        return frames, int(stream.codec_context.height), int(stream.codec_context.width)
 
 
 def read_frames(
@@ -127,22 +142,6 @@ def count_frames(path: str | os.PathLike) -> int:
         with av.open(str(path)) as container:
             return sum(1 for _ in container.decode(video=0))
     except av.FFmpegError as exc:
-        raise _open_error(path, exc) from None
-
-
-def video_info(path: str | os.PathLike) -> tuple[int, int, int]:
-    """``(frames, height, width)`` of a video without decoding it: the size from the stream header, the frames by
-    counting its packets (one per frame in H.264 / mp4; far cheaper than `count_frames`)."""
-    if not Path(path).is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            frames = sum(1 for packet in container.demux(stream) if packet.size)
-            return frames, int(stream.codec_context.height), int(stream.codec_context.width)
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise _open_error(path, exc) from None
 
 
