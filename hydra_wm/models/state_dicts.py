@@ -27,7 +27,7 @@ returns it as the metadata. Everything else in such a file is a tensor, in the r
 that skip non-tensor entries (as DiffSynth's does) read the weights as before."""
 INTEGER_KEYS = ("num_batches_tracked",)
 """Key suffixes whose tensors may be integers (BatchNorm's counter); every other weight must be floating point."""
-_CHECK_CHUNK = 1 << 24  # elements per isfinite pass: bounds the temporary boolean tensor to 16 MB
+_CHECK_CHUNK = 1 << 24  # elements per isfinite pass when counting bad values: a temporary of at most 16 MB
 
 
 def check_weights(state: dict[str, Tensor], source: str | Path, what: str) -> None:
@@ -41,14 +41,14 @@ def check_weights(state: dict[str, Tensor], source: str | Path, what: str) -> No
         )
     bad = {}
     for key, tensor in state.items():
-        if not tensor.is_floating_point() or tensor.device.type == "meta":
+        if not tensor.is_floating_point() or tensor.device.type == "meta" or not tensor.numel():
+            continue
+        low, high = torch.aminmax(tensor)  # one pass, no copy: NaN propagates, so both finite = all finite
+        if bool(torch.isfinite(low)) and bool(torch.isfinite(high)):
             continue
         flat = tensor.reshape(-1)
-        count = sum(
-            int((~torch.isfinite(flat[i : i + _CHECK_CHUNK])).sum()) for i in range(0, flat.numel(), _CHECK_CHUNK)
-        )
-        if count:
-            bad[key] = count
+        chunks = range(0, flat.numel(), _CHECK_CHUNK)
+        bad[key] = sum(int((~torch.isfinite(flat[i : i + _CHECK_CHUNK])).sum()) for i in chunks)
     if bad:
         key = next(iter(bad))
         more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
