@@ -1,7 +1,7 @@
 """Where this process sits under `torchrun`, and which device it uses: shared by `preprocess` and `train`.
 
-Nothing here starts or joins a process group (`training.parallel.init_distributed` does, for training); a plain
-`python` run is rank 0 of 1.
+Nothing here holds a process group for long (`training.parallel.init_distributed` joins one for training;
+`sum_over_ranks` joins one for a single sum); a plain `python` run is rank 0 of 1.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as dist
 
 from .errors import InputError
 
@@ -29,3 +30,19 @@ def pick_device(preference: str, local_rank: int) -> torch.device:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def sum_over_ranks(value: int) -> int:
+    """`value` summed over the torchrun processes (itself for a plain run): a gloo group joined for this sum alone
+    (or the one already joined). Every process waits here for the others, so that none ends early with a
+    non-zero exit code, which makes torchrun stop the processes still working."""
+    if env_rank()[1] == 1:
+        return value
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("gloo")
+    total = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(total, group=dist.new_group(backend="gloo") if not created else None)
+    if created:
+        dist.destroy_process_group()
+    return int(total.item())

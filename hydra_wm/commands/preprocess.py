@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit code 0, or `EXIT_SOME_FAILED` (via `SomeFailed`) when some samples failed or were incomplete (listed)."""
     from ..data import HMWorldDataset
     from ..data.preprocess import load_encoders, preprocess
-    from ..distributed import env_rank, pick_device
+    from ..distributed import env_rank, pick_device, sum_over_ranks
     from ..errors import SomeFailed
 
     check_args(args)
@@ -119,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, reason in report.failed.items():
         print(f"  failed: {name}: {reason}")
+    failed_anywhere = sum_over_ranks(len(report.failed))  # under torchrun: no rank exits early, all exit alike
+    if failed_anywhere and not report.failed:
+        raise SomeFailed(
+            f"{failed_anywhere} samples failed on other ranks; listed in {Path(args.out)}/failed.rank*.json"
+        )
     if report.failed:
         listed = "failed.json" if world_size == 1 else f"failed.rank{rank}.json"
         total = len(report.failed) + len(report.written) + len(report.skipped)
