@@ -276,7 +276,8 @@ def _resume(run: _Run) -> None:
     saved = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
     current = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in RESUMABLE_CHANGES}
     # Paths name the same file however they are spelled: `out` is where the checkpoint was found, `init` resolved.
-    saved.pop("out", None), current.pop("out", None)
+    for fields in (saved, current):
+        fields.pop("out", None)
     if saved.get("init") and current.get("init") and Path(saved["init"]).resolve() == Path(current["init"]).resolve():
         saved["init"] = current["init"]
     # A field added after the run started is taken at its default (what the run used without it).
