@@ -36,6 +36,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -217,15 +218,21 @@ def _array_stream(value: Any, where: str, tol: float) -> np.ndarray:
 
 
 def read_camera_streams(
-    path: str | os.PathLike, *, raw_frames: int = RAW_UE_FRAMES, tol: float = RIGID_TOL
+    path: str | os.PathLike, *, raw_frames: int = RAW_UE_FRAMES, tol: float = RIGID_TOL, equal_lengths: bool = True
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Read and validate a camera file → ``(context, target, format)``.
 
     ``context``/``target`` are float64 UE camera-to-world matrices ``[n, 4, 4]`` (cm), except for
     ``format == "relative"`` where they are already-relative ``[m, 12]`` vectors. ``format`` is one of
-    ``"cond_tgt"``, ``"context_video"``, ``"relative"``, ``"raw_ue"``.
+    ``"cond_tgt"``, ``"context_video"``, ``"relative"``, ``"raw_ue"``. With ``equal_lengths=False`` the two
+    streams may differ in length (a rollout's target runs past the context's length).
     """
-    data = read_json(path)
+    return _camera_streams(read_json(path), path, raw_frames=raw_frames, tol=tol, equal_lengths=equal_lengths)
+
+
+def _camera_streams(
+    data: Any, path: str | os.PathLike, *, raw_frames: int, tol: float, equal_lengths: bool
+) -> tuple[np.ndarray, np.ndarray, str]:
     if not isinstance(data, Mapping):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
     pairs = (("cond_cam", "tgt_cam"), ("context_camera", "video_camera"))
@@ -253,7 +260,7 @@ def read_camera_streams(
                         f'{path}: keys "{context_key}"/"{target_key}": one holds vectors, the other matrices'
                     )
                 fmt = "relative" if context.ndim == 2 else "context_video"
-            if len(context) != len(target):
+            if equal_lengths and len(context) != len(target):
                 raise InputError(
                     f'{path}: keys "{context_key}"/"{target_key}": unequal stream lengths '
                     f"({len(context)} context vs {len(target)} target frames)"
@@ -445,3 +452,60 @@ def intrinsics(
     return np.array(
         [[focal * sx, 0.0, src_w / 2.0 * sx - left], [0.0, focal * sy, src_h / 2.0 * sy - top], [0.0, 0.0, 1.0]]
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Absolute poses, re-referenced per chunk (rollouts: docs/rollout.md)
+
+
+@dataclass
+class PoseStreams:
+    """A camera file's poses as absolute float32 camera-to-world matrices (columns right, down, forward, position;
+    metres), which a rollout re-references to each chunk's first frame (`relative_vectors`)."""
+
+    context: torch.Tensor | None
+    """``[n, 4, 4]`` poses of the condition clip; None for a plain list of poses (the caller splits it)."""
+    target: torch.Tensor
+    """``[n, 4, 4]`` poses of the frames to generate, of any length."""
+    per_latent: bool
+    """True: one pose per latent frame (already-relative ``[m, 12]`` files); False: one per video frame."""
+    format: str
+    """``"cond_tgt"``, ``"context_video"``, ``"relative"``, ``"raw_ue"`` (`read_camera_streams`) or ``"list"``."""
+
+
+def camera_poses(ue: np.ndarray) -> torch.Tensor:
+    """UE camera-to-world matrices ``[n, 4, 4]`` (cm) → float32 poses ``[n, 4, 4]`` (columns right, down, forward,
+    position; m), rounded as the reference converts them (`relative_poses` with ``numerics="reference"``)."""
+    return ue_to_camera_to_world(torch.as_tensor(np.asarray(ue), dtype=torch.float32))
+
+
+def vector_poses(vectors: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Relative camera vectors ``[m, 12]`` → float32 poses ``[m, 4, 4]`` in the frame of their reference camera."""
+    vectors = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(len(vectors), 1, 4)
+    return torch.cat([vectors.reshape(-1, 3, 4), bottom], dim=1)
+
+
+def relative_vectors(poses: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Poses ``[n, 4, 4]`` → ``[n, 12]`` float32 camera vectors relative to the pose `reference` ``[4, 4]``:
+    ``inverse(reference) @ pose``, top 3×4 row-major, with the reference's float32 arithmetic (LU inverse, unfused
+    products, as `relative_poses`). For poses from `camera_poses` and the first target frame as `reference`, these
+    are bit for bit the vectors `load_relative_cameras` returns, so a one-chunk rollout sees `generate`'s cameras."""
+    rel = _product_without_fma(torch.inverse(reference.float()), poses.float())  # (n, 4, 4)
+    return rel[:, :3, :].reshape(len(poses), 12)
+
+
+def load_pose_streams(path: str | os.PathLike, *, tol: float = RIGID_TOL) -> PoseStreams:
+    """Read a rollout's camera file: any format `read_camera_streams` reads, its two streams of any lengths (the
+    authors' ``cond_cam``/``tgt_cam`` generalised to N target frames), or a plain JSON list of UE 4×4
+    camera-to-world matrices (cm), the condition clip's first. Each matrix is checked as `check_rigid` does (NaN,
+    infinity, non-rigid: one error naming the file and frame)."""
+    data = read_json(path)
+    if isinstance(data, list):
+        if not data:
+            raise InputError(f"{path}: an empty list; expected 4x4 camera-to-world matrices, one per frame")
+        return PoseStreams(None, camera_poses(_matrix_stream(data, f"{path}: pose", tol)), False, "list")
+    context, target, fmt = _camera_streams(data, path, raw_frames=RAW_UE_FRAMES, tol=tol, equal_lengths=False)
+    if fmt == "relative":
+        return PoseStreams(vector_poses(context), vector_poses(target), True, fmt)
+    return PoseStreams(camera_poses(context), camera_poses(target), False, fmt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -179,20 +180,43 @@ def write_video(
     (used for Flatland's ground truth and masks, where exact colours matter). `options` are extra
     libx264 options (e.g. {"preset": "veryfast", "threads": "1"}).
     """
+    write_video_parts(path, [video], fps, crf=crf, pix_fmt=pix_fmt, options=options)
+
+
+def write_video_parts(
+    path: str | os.PathLike,
+    parts: Iterable[torch.Tensor | np.ndarray],
+    fps: float = 15,
+    *,
+    crf: int = 18,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+) -> None:
+    """`write_video` for a video given in consecutive parts of the same frame size (e.g. a rollout's chunks, read
+    one at a time), so that the whole video is never in memory at once."""
     if pix_fmt not in ("yuv420p", "yuv444p"):
         raise InputError(f"{path}: pix_fmt: expected 'yuv420p' or 'yuv444p', got {pix_fmt!r}")
-    frames = to_uint8_frames(video)
-    if len(frames) == 0:
-        raise InputError(f"{path}: no frames to write")
-    pad_h, pad_w = (frames.shape[1] % 2, frames.shape[2] % 2) if pix_fmt == "yuv420p" else (0, 0)
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.height, stream.width = frames.shape[1:3]
-            stream.pix_fmt = pix_fmt
-            stream.options = {"crf": str(crf), **(options or {})}
-            for image in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+            stream = None
+            for part in parts:
+                frames = to_uint8_frames(part)
+                pad_h, pad_w = (frames.shape[1] % 2, frames.shape[2] % 2) if pix_fmt == "yuv420p" else (0, 0)
+                if pad_h or pad_w:
+                    frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+                if stream is None and len(frames):
+                    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                    stream.height, stream.width = frames.shape[1:3]
+                    stream.pix_fmt = pix_fmt
+                    stream.options = {"crf": str(crf), **(options or {})}
+                elif stream is not None and frames.shape[1:3] != (stream.height, stream.width):
+                    raise InputError(
+                        f"{path}: a part of {frames.shape[1:3]} frames, the video is {stream.height}x{stream.width}"
+                    )
+                for image in frames:
+                    container.mux(
+                        stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+                    )
+            if stream is None:
+                raise InputError(f"{path}: no frames to write")
             container.mux(stream.encode())  # flush delayed frames
