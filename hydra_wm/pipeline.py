@@ -11,13 +11,18 @@
 
 Each model is loaded only for its step and released after (`offload.ModelSlots`), and every step runs over
 all samples before the next model is loaded, so the three models are never resident together.
+
+`Rollout` continues a clip chunk after chunk along a camera path of any length, each chunk one run of `denoise`
+conditioned on frames chosen from a growing memory bank (`rollout.py`, docs/rollout.md);
+`HydraPipeline.rollout` starts one with the Wan2.1 models.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .config import dit_config
+from .data.cameras import relative_vectors
 from .errors import CheckpointError, InputError
 from .flow import FlowMatchSchedule
 from .io_utils import atomic_path
@@ -37,6 +43,7 @@ from .models.state_dicts import WAN21_URL
 from .models.text_encoder import WAN_NEGATIVE_PROMPT, encode_prompts, load_text_encoder, load_tokenizer
 from .models.vae import load_vae, vae_config
 from .offload import OFFLOAD_MODES, ModelSlots, enable_block_offload
+from .rollout import ChunkRecord, MemoryBank, RolloutConfig, chunk_seed, retrieved_bank_frames, select_history
 
 HYDRA_URL = "https://huggingface.co/H-EmbodVis/HyDRA"
 DIT_PATTERN = "diffusion_pytorch_model*.safetensors"
@@ -382,6 +389,133 @@ def denoise(
     return x
 
 
+# ------------------------------------------------------------------------------------------------ rollouts
+
+
+@dataclass
+class RolloutSample:
+    """Where a rollout starts: the condition clip, its cameras as absolute poses, the caption."""
+
+    name: str
+    prompt: str
+    condition: Tensor
+    """(3, context_frames, H, W) condition clip in [-1, 1]."""
+    context_poses: Tensor
+    """(context latent frames, 4, 4) absolute camera-to-world poses of the condition clip's latent frames
+    (`data.cameras.load_pose_streams`)."""
+
+
+@dataclass
+class RolloutChunk:
+    """One generated chunk of a rollout."""
+
+    record: ChunkRecord
+    """What it conditioned on and retrieved, by bank frame."""
+    latents: Tensor
+    """(1, C, Ft, h, w) generated latents (float32, CPU)."""
+    video: Tensor | None
+    """(3, T, H, W) decoded frames in [-1, 1], or None without a decoder."""
+    retrieval: RetrievalRecord | None
+    """In-model retrievals of every step and block (DiT input frames: `record.context`, then `record.target`)."""
+
+
+class Rollout:
+    """An autoregressive rollout: `step(poses)` generates the next chunk with `denoise`, conditioned on the bank
+    frames `rollout.select_history` chooses, and appends it to the bank; `run(trajectory)` steps through a list of
+    chunks (docs/rollout.md).
+
+    dit: the model, or a callable returning a context manager that yields it (`HydraPipeline`'s offload slots);
+    bank: holds at least the condition clip; text / negative_text: (1, Lt, text_dim) prompt embeddings (negative:
+    None for no guidance); seed: chunk i draws its noise from `rollout.chunk_seed` (seed, i); decode: latents
+    (1, C, F, h, w) -> video (3, T, H, W), or None; on_chunk: shown each chunk before it enters the bank (a caller
+    writing its files there never has a chunk in the bank without them).
+    """
+
+    def __init__(
+        self,
+        dit: nn.Module | Callable[[], object],
+        bank: MemoryBank,
+        text: Tensor,
+        config: RolloutConfig,
+        schedule: FlowMatchSchedule,
+        *,
+        negative_text: Tensor | None = None,
+        guidance_scale: float = 1.0,
+        cfg_batch: bool = True,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        decode: Callable[[Tensor], Tensor] | None = None,
+        record_retrieval: bool = True,
+        progress: bool = False,
+        on_chunk: Callable[[RolloutChunk], None] | None = None,
+    ) -> None:
+        if len(bank) == 0:
+            raise InputError("rollout: the memory bank is empty; it must hold the condition clip first")
+        self.dit, self.bank, self.text, self.config, self.schedule = dit, bank, text, config, schedule
+        self.negative_text, self.guidance_scale, self.cfg_batch = negative_text, guidance_scale, cfg_batch
+        self.seed, self.device, self.decode, self.on_chunk = seed, torch.device(device), decode, on_chunk
+        self.record_retrieval, self.progress = record_retrieval, progress
+
+    def _use_dit(self):
+        return nullcontext(self.dit) if isinstance(self.dit, nn.Module) else self.dit()
+
+    def step(self, poses: Tensor) -> RolloutChunk:
+        """Generate the chunk whose latent frames have the absolute camera poses `poses` (Ft, 4, 4)."""
+        index = self.bank.num_chunks
+        if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) < 1:
+            raise InputError(f"rollout chunk {index}: expected poses (Ft, 4, 4), got {tuple(poses.shape)}")
+        poses = poses.float()
+        if not bool(torch.isfinite(poses).all()):
+            raise InputError(f"rollout chunk {index}: camera poses contain NaN or infinity")
+        use_cfg = self.negative_text is not None and self.guidance_scale != 1.0
+        with self._use_dit() as dit:
+            kt = dit.cfg.tokenizer_kernel[0]
+            choice = select_history(self.bank.poses, poses, self.config, kt)
+            reference = poses[0]  # every chunk refers its cameras to its own first target frame
+            cond = Conditioning(
+                context_latents=self.bank.latents(choice.context),
+                text=self.text,
+                negative_text=self.negative_text if use_cfg else None,
+                cam_context=relative_vectors(self.bank.poses[choice.context], reference)[None],
+                cam_target=relative_vectors(poses, reference)[None],
+            )
+            channels, height, width = self.bank.shape
+            seed = chunk_seed(self.seed, index)
+            noise = initial_noise(seed, (1, channels, len(poses), height, width)).to(self.device)
+            memory = self.record_retrieval and dit.cfg.attention == "memory" and dit.cfg.top_k > 0
+            recorder = RetrievalRecorder(passes=2 if use_cfg else 1) if memory else None
+            latents = denoise(
+                dit,
+                self.schedule,
+                noise,
+                cond,
+                guidance_scale=self.guidance_scale,
+                cfg_batch=self.cfg_batch,
+                on_step=recorder,
+                progress=self.progress,
+                description=f"chunk {index}",
+            ).cpu()
+        target = list(range(len(self.bank), len(self.bank) + len(poses)))
+        record = ChunkRecord(
+            index, seed, target, choice.context, choice.selected, choice.recent, len(choice.context) + len(poses)
+        )
+        retrieval = recorder.record(len(choice.context), kt) if recorder else None
+        if retrieval is not None:
+            record.retrieved = retrieved_bank_frames(
+                retrieval.indices[:, :, 0], retrieval.valid[:, :, 0], choice.context + target, len(choice.context), kt
+            )
+        chunk = RolloutChunk(record, latents, self.decode(latents) if self.decode else None, retrieval)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
+        self.bank.append(latents, poses, record.to_json())
+        return chunk
+
+    def run(self, trajectory: Sequence[Tensor]) -> Iterator[RolloutChunk]:
+        """`step` through the chunks' poses in turn, yielding each chunk as it is done."""
+        for poses in trajectory:
+            yield self.step(poses)
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 
 
@@ -507,6 +641,75 @@ class HydraPipeline:
             GenerationResult(s.name, torch.cat([s.condition.float(), g], dim=1), c, z, r)
             for s, g, c, z, r in zip(samples, generated, context_latents, target_latents, records, strict=True)
         ]
+
+    def rollout(
+        self,
+        sample: RolloutSample,
+        config: GenerationConfig | None = None,
+        history: RolloutConfig | None = None,
+        *,
+        bank: MemoryBank | None = None,
+        record_retrieval: bool = True,
+        progress: bool = True,
+        on_chunk: Callable[[RolloutChunk], None] | None = None,
+    ) -> Rollout:
+        """Start a rollout from `sample`'s condition clip; its `step(poses)` / `run(trajectory)` then generate and
+        decode chunk after chunk (docs/rollout.md).
+
+        The prompts are encoded once, the condition clip into `bank` (default: a new in-memory `MemoryBank`) unless
+        the bank holds it already (a resumed rollout's `MemoryBank.open`). `config.target_frames` is not used: each
+        step's poses give its chunk's length. With one chunk of `config.target_frames` frames and a condition clip
+        of at most `history.context_frames` latent frames, the result equals `pipeline([sample], config)`'s.
+        """
+        config = config or GenerationConfig()
+        history = history or RolloutConfig()
+        expected = (3, config.context_frames, config.height, config.width)
+        if tuple(sample.condition.shape) != expected:
+            raise InputError(f"{sample.name}: condition video {tuple(sample.condition.shape)}, expected {expected}")
+        if tuple(sample.context_poses.shape) != (config.context_latent_frames, 4, 4):
+            raise InputError(
+                f"{sample.name}: context poses {tuple(sample.context_poses.shape)}, expected "
+                f"({config.context_latent_frames}, 4, 4): one per latent frame of {config.context_frames} frames"
+            )
+        if not sample.prompt.strip():
+            raise InputError(f"{sample.name}: empty prompt")
+        negative = [config.negative_prompt] if config.use_cfg else []
+        text = self._encode_prompts(list(dict.fromkeys([sample.prompt, *negative])), config.text_length)
+        bank = bank if bank is not None else MemoryBank()
+        if len(bank) == 0:
+            with self.models.use("vae") as vae:
+                self.log(f"encoding the condition clip of {sample.name}")
+                bank.append(self._vae_encode(vae, sample.condition, config.vae_tiled), sample.context_poses)
+        checked: list[bool] = []
+
+        @contextmanager
+        def use_dit():
+            with self.models.use("dit") as dit:
+                if not checked:
+                    self._check_dit(dit, bank.latents([0]), text[sample.prompt], False)
+                    checked.append(True)
+                yield dit
+
+        def decode(latents: Tensor) -> Tensor:
+            with self.models.use("vae") as vae:
+                return self._vae_decode(vae, latents, config.vae_tiled)
+
+        return Rollout(
+            use_dit,
+            bank,
+            text[sample.prompt],
+            history,
+            FlowMatchSchedule(num_inference_steps=config.num_steps, shift=config.shift),
+            negative_text=text[config.negative_prompt] if config.use_cfg else None,
+            guidance_scale=config.guidance_scale,
+            cfg_batch=config.cfg_batch,
+            seed=config.seed,
+            device=self.device,
+            decode=decode,
+            record_retrieval=record_retrieval,
+            progress=progress,
+            on_chunk=on_chunk,
+        )
 
     def _encode_prompts(self, prompts: list[str], text_length: int) -> dict[str, Tensor]:
         tokenizer = load_tokenizer(self.files.tokenizer)

@@ -29,8 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("hydra_wm.models",),
     # 3. data: cameras, video, HM-World, the preprocessed-sample format, preprocessing
     ("hydra_wm.data",),
-    # 4. the sampler and the generation pipeline
-    ("hydra_wm.pipeline",),
+    # 4. the sampler, the generation pipeline and the rollout's memory bank
+    ("hydra_wm.pipeline", "hydra_wm.rollout"),
     # 5. Flatland: the world, its training data source, the built-in model
     ("hydra_wm.flatland",),
     # 6. training and evaluation, independent of each other

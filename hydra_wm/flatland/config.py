@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 SCENE_STYLES = ("meadow", "desert", "city", "snow", "dusk")
-CAMERA_MOTIONS = ("pan", "glance")
+CAMERA_MOTIONS = ("pan", "glance", "tour")
 
 
 def _range(value, name: str, cast=float, minimum=None, maximum=None) -> tuple:
@@ -58,13 +58,23 @@ class FlatlandConfig:
     """How the camera turns. `pan`: a smooth back-and-forth cosine sweep (one whole sweep inside the context).
     `glance`: it holds still at one of a few headings `glance_spacing_deg` apart inside the pan range, then
     turns quickly to another (a person looking around); the context visits every heading, so a view the target
-    returns to is, pixel for pixel, one the context held earlier, at the same place in the frame."""
+    returns to is, pixel for pixel, one the context held earlier, at the same place in the frame. `tour` (long
+    clips): glances between two neighbouring headings (a sector) of a ring all around, then moves on to another
+    sector, or back home (the context's), so views come back after gaps of tens to hundreds of frames and subjects
+    stay out of view for long stretches."""
     glance_spacing_deg: float = 45.0
     """`glance`: degrees between neighbouring headings (at most the field of view, so neighbours overlap)."""
     glance_dwell_frames: tuple[int, int] = (2, 5)
     """`glance`: frames the camera holds a heading."""
     glance_turn_frames: tuple[int, int] = (0, 1)
     """`glance`: in-between frames of a turn (0: the view jumps to the next heading)."""
+    tour_stay_frames: tuple[int, int] = (12, 40)
+    """`tour`: frames the camera glances between the two headings of a sector before it moves on."""
+    tour_home_probability: float = 0.25
+    """`tour`: chance that the camera goes back to the home sector (the context's) when it moves on, so views the
+    context showed come back after gaps of varying length."""
+    tour_keep_direction: float = 0.7
+    """`tour`: otherwise it moves two headings on, in the direction it last moved with this chance."""
     glance_target_avoids_last: bool = True
     """`glance`: the target turns away from the last context frame's heading at once and never holds it, so no
     target view is the last context view again: its views are ones the context held before its end, which a
@@ -115,6 +125,17 @@ class FlatlandConfig:
             )
         self.glance_dwell_frames = _range(self.glance_dwell_frames, "glance_dwell_frames", int, 1)
         self.glance_turn_frames = _range(self.glance_turn_frames, "glance_turn_frames", int, 0)
+        self.tour_stay_frames = _range(self.tour_stay_frames, "tour_stay_frames", int, 2)
+        for name in ("tour_home_probability", "tour_keep_direction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"flatland config {name}: expected 0..1, got {getattr(self, name)}")
+        if self.camera_motion == "tour" and (
+            self.panorama_width % self.heading_spacing_px or self.panorama_width // self.heading_spacing_px < 5
+        ):
+            raise InputError(
+                f"flatland config glance_spacing_deg: the tour camera needs >= 5 headings {self.glance_spacing_deg} "
+                f"degrees apart all around ({self.heading_spacing_px} of the {self.panorama_width} panorama pixels)"
+            )
         self.num_subjects = _range(self.num_subjects, "num_subjects", int, 1, 3)
         self.pan_range_deg = _range(self.pan_range_deg, "pan_range_deg", float, 0.0, 360.0 - self.fov_deg)
         if self.camera_motion == "glance":
@@ -145,6 +166,12 @@ class FlatlandConfig:
     def panorama_width(self) -> int:
         """Pixels around the full 360 degrees; one panorama column is the camera's yaw quantum."""
         return round(self.width * 360.0 / self.fov_deg)
+
+    @property
+    def heading_spacing_px(self) -> int:
+        """Panorama pixels between neighbouring `glance` / `tour` headings (a whole number of camera steps)."""
+        step = self.camera_step_px
+        return max(round(self.glance_spacing_deg * self.panorama_width / 360.0 / step), 1) * step
 
     @property
     def total_frames(self) -> int:
@@ -187,6 +214,20 @@ FLATLAND_PRESETS: dict[str, FlatlandConfig] = {
         out_of_view_frames=(6, 24),
         camera_step_px=4,
         camera_motion="glance",
+    ),
+    # Long horizons (rollouts, docs/rollout.md): `small-glance`'s frames and context with 220 target frames (11 chunks
+    # of 20) of the `tour` camera: 8 token-aligned headings 45 degrees apart all around; it glances between the 2
+    # headings of a sector for 12-40 frames, then moves 90 degrees on or back home (the context's sector). Background
+    # comes back after 20-200 frames away (~30% of target pixels; ~19% are views no earlier frame showed) and subjects
+    # stay out of view for long stretches (10-200 frames for the event every clip holds).
+    "long-glance": FlatlandConfig(
+        height=32,
+        width=32,
+        context_frames=20,
+        target_frames=220,
+        out_of_view_frames=(10, 200),
+        camera_step_px=4,
+        camera_motion="tour",
     ),
     # What unit tests use: tiny and quick.
     "debug": FlatlandConfig(height=16, width=24, context_frames=9, target_frames=9, out_of_view_frames=(2, 12)),

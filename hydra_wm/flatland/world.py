@@ -120,6 +120,8 @@ def _sample_camera(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarr
     """``[T]`` int panorama column under the view centre (the camera yaw in panorama pixels)."""
     if config.camera_motion == "glance":
         return _sample_glance(config, rng)
+    if config.camera_motion == "tour":
+        return _sample_tour(config, rng)
     P, Tc = config.panorama_width, config.context_frames
     amplitude = rng.uniform(*config.pan_range_deg) / 2.0 * P / 360.0
     half_lo, half_hi = config.half_sweep_range()
@@ -172,6 +174,55 @@ def _sample_glance(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarr
     else:
         raise InputError(
             f"flatland: the glance camera did not hold all {count} headings within the {Tc} context frames in "
+            f"{config.max_attempts} draws; lengthen context_frames or shorten glance_dwell_frames"
+        )
+    return _on_camera_grid(yaw[:T], config)
+
+
+def _sample_tour(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarray:
+    """The `tour` camera on a ring of headings all around: glance between the two headings of a sector, then move
+    two headings on (keeping the direction with `tour_keep_direction`), or back home (the context's sector) with
+    `tour_home_probability`. The context holds both home headings, and the first stay outlasts it."""
+    P, T, Tc = config.panorama_width, config.total_frames, config.context_frames
+    spacing = config.heading_spacing_px
+    count = P // spacing
+    origin = int(rng.integers(0, P // config.camera_step_px)) * config.camera_step_px
+    dwell, turns, stays = config.glance_dwell_frames, config.glance_turn_frames, config.tour_stay_frames
+
+    def turn_frames(a: int, b: int) -> list[float]:
+        delta = (b - a) % count
+        delta = delta - count if delta > count // 2 else delta  # the short way round
+        turn = int(rng.integers(turns[0], turns[1] + 1))
+        return [origin + (a + delta * (j + 1) / (turn + 1)) * spacing for j in range(turn)]
+
+    for _ in range(config.max_attempts):
+        yaw: list[float] = []
+        held: set[int] = set()
+        centre, current, direction = 0, int(rng.integers(0, 2)), int(rng.choice([-1, 1]))
+        while len(yaw) < T:
+            end = len(yaw) + int(rng.integers(stays[0], stays[1] + 1))
+            if not yaw:
+                end = max(end, Tc + stays[0])  # the home stay covers the context and goes on into the target
+            while len(yaw) < min(end, T):
+                if len(yaw) < Tc:
+                    held.add(current % count)
+                yaw += [float(origin + current * spacing)] * int(rng.integers(dwell[0], dwell[1] + 1))
+                following = centre + 1 if current == centre else centre  # the sector's other heading
+                yaw += turn_frames(current, following)
+                current = following
+            if centre % count and rng.random() < config.tour_home_probability:
+                centre = 0
+            else:
+                direction = direction if rng.random() < config.tour_keep_direction else -direction
+                centre += 2 * direction
+            following = centre + int(rng.integers(0, 2))
+            yaw += turn_frames(current, following)
+            current = following
+        if len(held) == 2:
+            break
+    else:
+        raise InputError(
+            f"flatland: the tour camera did not hold both home headings within the {Tc} context frames in "
             f"{config.max_attempts} draws; lengthen context_frames or shorten glance_dwell_frames"
         )
     return _on_camera_grid(yaw[:T], config)
