@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "hydra_wm.commands.compare",
     "hydra_wm.commands.baseline",
     "hydra_wm.commands.generate",
+    "hydra_wm.commands.rollout",
 ]
 
 

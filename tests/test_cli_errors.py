@@ -180,11 +180,20 @@ OUTPUTS = {
         lambda f, out: ["flatland", "make", out, "--preset", "debug", "--samples", "1", "--quiet"],
     ),
     "demo": ("dir", lambda f, out: ["demo", "--out", out, "--samples", "1", "--no-video"]),
+    "rollout": ("dir", lambda f, out: rollout_args(f, out)),
     "compare": ("file", lambda f, out: ["compare", f["reports"] / "a.json", f["reports"] / "b.json", "--out", out]),
     "cameras --out": ("file", lambda f, out: ["cameras", EXAMPLES / "cam1.json", "--out", out]),
     "cameras --plot": ("file", lambda f, out: ["cameras", EXAMPLES / "cam1.json", "--plot", out]),
     "export": ("file", lambda f, out: ["export", f["run"], "--out", out]),
 }
+
+
+def rollout_args(f, out) -> list:
+    return ["rollout", "--video", f["examples"] / "1.mp4", "--cameras", f["examples"] / "cam1.json", "--prompt",
+            "a car", "--ckpt-dir", f["ckpt"], "--out", out, "--height", "32", "--width", "32", "--context-frames",
+            "9"]  # fmt: skip
+
+
 PROBLEMS = {
     "readonly": ("read-only file system", "permission denied"),
     "full": ("no space left on device",),
