@@ -207,3 +207,17 @@ def test_demo_without_weights_for_the_mode_is_a_one_line_error(tmp_path, monkeyp
     assert "\n" not in err and "no shipped Flatland weights for attention 'full'" in err
     assert main(["demo", "--weights", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "o")]) == 2
     assert "weights file not found" in capsys.readouterr().err
+
+
+def test_demo_rollout_continues_long_clips_in_chunks_that_eval_scores(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--rollout", "2", "--samples", "1", "--steps", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "PSNR per chunk" in printed and "long-glance" in printed
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["flatland_preset"] == "long-glance" and report["rollout"]["history"] == "memory"
+    assert len(report["mean"]["psnr_per_chunk"]) == 2 and len(report["chunk_seconds"][0]) == 2
+    assert (out / "sample_00000_timeline.png").is_file() and (out / "sample_00000.mp4").is_file()
+    assert main(["eval", str(out / "pred"), str(out / "data"), "--quiet"]) == 0
+    evaluated = json.loads((out / "pred" / "eval" / "metrics.json").read_text())["mean"]
+    assert evaluated["psnr"] == pytest.approx(report["mean"]["psnr"], abs=0.1)

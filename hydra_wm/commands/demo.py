@@ -9,6 +9,12 @@ context along its target cameras with the shipped `flatland-tiny` HyDRA model, a
   (lossless), so that ``hydra-wm eval OUT/pred OUT/data`` recomputes every number;
 * ``OUT/metrics.json``: the exact metrics per clip and their mean, also printed.
 
+With ``--rollout N`` the clips are long ones (world `long-glance`: the model's context, then N chunks of the
+model's target length) continued chunk after chunk by the rollout engine (`pipeline.Rollout`, docs/rollout.md),
+each chunk drawing on a memory bank of every frame so far (``--history``); ``OUT/NAME_timeline.png`` shows what
+each chunk drew on, and the metrics add PSNR per chunk, background PSNR by how long it was out of view, and
+subject presence by how long the subject was hidden.
+
 Re-running into the same folder replaces that run: the clip files of an earlier run that this one did not write
 (more clips, or videos that `--no-video` skips) are removed; nothing else in OUT is touched.
 
@@ -23,6 +29,7 @@ import time
 from pathlib import Path
 
 from ..config import ATTENTION_MODES, RETRIEVAL_MODES
+from ..rollout import HISTORY_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +66,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the initial noise (default 0)")
+    p.add_argument(
+        "--rollout",
+        type=int,
+        metavar="N",
+        help="long clips (world long-glance) continued in N chunks by the rollout engine (docs/rollout.md)",
+    )
+    p.add_argument(
+        "--history",
+        choices=HISTORY_MODES,
+        default="memory",
+        help="with --rollout: what each chunk conditions on: memory (recent frames + frames pre-selected from the "
+        "whole history), window (recent frames only) or full (every frame so far) (default memory)",
+    )
     p.add_argument("--no-video", action="store_true", help="metrics only: skip the mp4s and heat maps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run)
@@ -68,7 +88,7 @@ def owned_files(out: Path) -> list[Path]:
     """The per-clip files a demo run writes into `out` (`NAME.mp4`, `NAME_retrieval.png`, `pred/NAME.mp4` for
     Flatland sample names): what a later run into the same folder replaces or removes. `data/` is rewritten
     whole (`write_dataset(..., overwrite=True)`), `metrics.json` replaced."""
-    patterns = ("sample_*.mp4", "sample_*_retrieval.png", "pred/sample_*.mp4")
+    patterns = ("sample_*.mp4", "sample_*_retrieval.png", "sample_*_timeline.png", "pred/sample_*.mp4")
     return [path for pattern in patterns for path in out.glob(pattern) if path.is_file()]
 
 
@@ -93,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--steps: expected at least 1, got {args.steps}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads: expected at least 1, got {args.threads}")
+    if args.rollout is not None and args.rollout < 1:
+        raise InputError(f"--rollout: expected at least 1 chunk, got {args.rollout}")
     check_output_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         f"world seed {seed})"
     )
     out: Path = args.out
+    if args.rollout is not None:
+        return run_rollout(args, model, label, seed)
     out.mkdir(parents=True, exist_ok=True)
     names = write_dataset(out / "data", config, args.samples, seed, overwrite=True, progress=False)
     results, seconds, written = {}, 0.0, set()
@@ -178,5 +202,93 @@ def run(args: argparse.Namespace) -> int:
         + ("" if args.no_video else "NAME.mp4 (context | generated | truth), ")
         + ("NAME_retrieval.png, " if not args.no_video and model.attention == "memory" else "")
         + f"metrics.json; `hydra-wm eval {out / 'pred'} {out / 'data'}` recomputes the metrics"
+    )
+    return 0
+
+
+def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
+    """`demo --rollout N`: long held-out clips continued in N chunks; videos, timelines, long-horizon metrics."""
+    import torch
+    from tqdm import tqdm
+
+    from ..data.video import write_video
+    from ..evaluation.plots import plot_rollout_timeline
+    from ..flatland import flatland_config, render_clip, write_dataset
+    from ..flatland.model import ClipResult, side_by_side
+    from ..flatland.rollout import mean_rollout_scores, rollout_clip, score_rollout
+    from ..io_utils import write_text_atomic
+    from ..rollout import RolloutConfig
+
+    trained = model.flatland
+    chunk = trained.target_frames
+    config = flatland_config(
+        "long-glance",
+        height=trained.height,
+        width=trained.width,
+        context_frames=trained.context_frames,
+        target_frames=args.rollout * chunk,
+    )
+    recent = min(8, trained.context_frames)
+    history = RolloutConfig(
+        history=args.history, chunk_frames=chunk, recent_frames=recent, memory_frames=trained.context_frames - recent
+    )
+    out: Path = args.out
+    print(
+        f"rollout: {args.samples} long clip(s) of world long-glance ({config.context_frames} context + "
+        f"{config.target_frames} target frames), {args.rollout} chunk(s) of {chunk}, history {history.history} "
+        f"({history.recent_frames} recent + {history.memory_frames} memory frames)"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    names = write_dataset(out / "data", config, args.samples, seed, overwrite=True, progress=False)
+    results, seconds, written = {}, [], set()
+    for index, name in enumerate(tqdm(names, desc="rolling out", unit="clip")):
+        clip = render_clip(config, seed, index)
+        result = rollout_clip(model, clip, history, noise_seed=args.noise_seed, num_steps=args.steps)
+        seconds.append(result.seconds)
+        results[name] = score_rollout(result.generated, clip, config, result.chunk_frames)
+        written.add(out / "pred" / f"{name}.mp4")
+        frames = result.frames_uint8()
+        options = {"preset": "veryfast", "threads": "1"}
+        write_video(out / "pred" / f"{name}.mp4", frames, config.fps, crf=0, pix_fmt="yuv444p", options=options)
+        if not args.no_video:
+            written.update({out / f"{name}.mp4", out / f"{name}_timeline.png"})
+            write_video(
+                out / f"{name}.mp4", side_by_side(ClipResult(clip, result.generated, None, {}), label), config.fps
+            )
+            plot_rollout_timeline(
+                result.records,
+                out / f"{name}_timeline.png",
+                condition_frames=config.context_frames,
+                title=f"{name}: what each chunk drew on ({history.history} history)",
+            )
+    mean = mean_rollout_scores(list(results.values()))
+    report = {
+        "model": str(model.path),
+        "attention": model.attention,
+        "flatland_preset": "long-glance",
+        "flatland_config": config.to_dict(),
+        "rollout": {"chunks": args.rollout, **vars(history)},
+        "seed": seed,
+        "noise_seed": args.noise_seed,
+        "chunk_seconds": seconds,
+        "mean": mean,
+        "samples": results,
+    }
+    write_text_atomic(out / "metrics.json", json.dumps(report, indent=1, allow_nan=True))
+    for stale in sorted(set(owned_files(out)) - written):
+        stale.unlink(missing_ok=True)
+    chunks = " ".join(_fmt(v) for v in mean["psnr_per_chunk"])
+    print(f"PSNR per chunk (dB, mean of {len(names)} clip(s)): {chunks}")
+    revisit = "  ".join(f"{k}: {_fmt(v)}" for k, v in mean["revisit"].items())
+    print(
+        f"background PSNR by frames out of view before it came back: {revisit}  "
+        f"(new views {_fmt(mean['new_view_psnr'])})"
+    )
+    hidden = "  ".join(f"{k}: {_fmt(v)} ({mean['hidden_events'][k]})" for k, v in mean["hidden"].items())
+    print(f"subject presence (IoU) by frames hidden (events): {hidden}")
+    per_chunk = [sum(s[i] for s in seconds) / len(seconds) for i in range(len(seconds[0]))]
+    print(
+        f"seconds per chunk: {' '.join(f'{v:.2f}' for v in per_chunk)} ({torch.get_num_threads()} threads); "
+        f"wrote {out}/ (metrics.json; `hydra-wm eval {out / 'pred'} {out / 'data'}` scores the whole clips)"
     )
     return 0
