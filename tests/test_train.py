@@ -18,7 +18,7 @@ from hydra_wm.models.loading import load_dit
 from hydra_wm.models.state_dicts import METADATA_KEY
 from hydra_wm.training import DataOrder, PreprocessedDataset, TrainConfig, collate, flow_matching_loss, train
 from hydra_wm.training.checkpoint import read_checkpoint
-from hydra_wm.training.loop import set_trainable
+from hydra_wm.training.loop import build_model, set_trainable
 
 CHANNELS, FRAMES, SIZE, TEXT_ROWS, TEXT_DIM = 4, 4, 8, 16, 16
 
@@ -209,6 +209,48 @@ def test_loss_keeps_context_clean_and_scores_target_frames_only():
     expected = (noise[:, :, FRAMES:] - batch["target_latents"]).pow(2).mean()
     torch.testing.assert_close(loss, expected)
     assert torch.equal(seen["timestep"], schedule.train_timesteps[index].to(torch.bfloat16).float())
+
+
+def test_fresh_preset_overrides_reach_the_model(tmp_path):
+    """Memory settings of a fresh preset (`top_k`, `tokenizer_kernel`, `prediction`) shape the model trained."""
+    config = TrainConfig(
+        data=str(tmp_path),
+        preset="debug",
+        out=str(tmp_path / "run"),
+        top_k=3,
+        tokenizer_kernel=(1, 1, 1),
+        prediction="sample",
+    )
+    model = build_model(config, CHANNELS, 16)
+    assert (model.cfg.top_k, model.cfg.tokenizer_kernel, model.cfg.prediction) == (3, (1, 1, 1), "sample")
+    assert model.blocks[0].self_attn.tokenizer.conv.kernel_size == (1, 1, 1)
+    assert build_model(TrainConfig(data=str(tmp_path), preset="debug", out="x", top_k=0), CHANNELS, 16).cfg.top_k == 0
+
+
+def test_x0_weighting_is_the_clean_sample_error():
+    """`loss_weighting="x0"`: per sample 3 sigma² x the velocity MSE, i.e. 3 x the MSE of x0 = x_t - sigma v."""
+    generator = torch.Generator().manual_seed(0)
+    batch = collate([make_item(generator), make_item(generator)])
+    prediction = {}
+
+    class Constant(torch.nn.Module):
+        def forward(self, latents, timestep, text, cam_context, cam_target, *, num_context_frames):
+            prediction["v"] = torch.full_like(latents, 0.3)
+            prediction["x_t"] = latents
+            return prediction["v"]
+
+    schedule = FlowMatchSchedule(shift=1.0)
+    loss = flow_matching_loss(
+        Constant(), batch, schedule, torch.Generator().manual_seed(1), per_sample=True, weighting="x0"
+    )
+    gen = torch.Generator().manual_seed(1)
+    index = torch.randint(1000, (2,), generator=gen)
+    sigma = schedule.train_sigmas[index].clamp(min=0.05).reshape(-1, 1, 1, 1, 1)
+    x_t = prediction["x_t"][:, :, FRAMES:]
+    x0_hat = x_t - sigma * prediction["v"][:, :, FRAMES:]
+    expected = 3.0 * (x0_hat - batch["target_latents"]).pow(2).mean(dim=(1, 2, 3, 4))
+    # exact where sigma >= 0.05 (the clamp only bounds the weight at the lowest levels)
+    torch.testing.assert_close(loss, expected.mean())
 
 
 def test_subject_loss_weight_is_a_weighted_mean_over_subject_cells():

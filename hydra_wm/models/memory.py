@@ -100,6 +100,10 @@ def select_memory(scores: Tensor, top_k: int) -> Retrieval:
     return Retrieval(top_idx, top_scores, torch.isfinite(top_scores), scores)
 
 
+GATHER_BYTES = 256 * 2**20
+"""Gathered keys and values up to this size are gathered for all query frames at once (`windowed_memory_attention`)."""
+
+
 def windowed_memory_attention(
     q: Tensor,
     k: Tensor,
@@ -140,13 +144,9 @@ def windowed_memory_attention(
         # Unused slots (fewer eligible memory frames than k) are masked out of the softmax.
         slot_ok = None if bool(retrieval.valid.all()) else retrieval.valid.repeat_interleave(Tm, dim=2)
     queries = rearrange(q, "b (f t) n d -> b f n t d", f=num_frames)  # (B, F, N, T, d)
-    step = chunk_frames if chunk_frames > 0 else num_frames
-    outputs = []
-    # Gathers use index_select, whose backward is one index_add (advanced indexing's backward is an accumulating
-    # index_put, several times slower on the CPU). Query frames go in chunks only to bound the memory of the
-    # gathered keys/values; the result is identical.
-    for first in range(0, num_frames, step):
-        frames = slice(first, first + step)
+
+    def gather(frames: slice) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Keys, values (B, f, Lk, N, d) and the slot mask ((B, f, Lk) or None) of the query frames."""
         chunk_window = window_index[frames]  # (f, w*T)
         f = chunk_window.shape[0]
         keys = k.index_select(1, chunk_window.flatten()).view(B, f, -1, N, d)  # (B, f, w*T, N, d)
@@ -158,12 +158,34 @@ def windowed_memory_attention(
             values = torch.cat([values, v_mem_flat.index_select(0, chunk_memory).view(B, f, -1, N, d)], dim=2)
             if slot_ok is not None:
                 window_ok = slot_ok.new_ones(*slot_ok[:, frames].shape[:2], window * T)
-                mask = rearrange(torch.cat([window_ok, slot_ok[:, frames]], dim=2), "b f l -> (b f) 1 1 l")
+                mask = torch.cat([window_ok, slot_ok[:, frames]], dim=2)
+        return keys, values, mask
+
+    step = chunk_frames if chunk_frames > 0 else num_frames
+    chunks = [slice(first, first + step) for first in range(0, num_frames, step)]
+    # Gathers use index_select, whose backward is one index_add into a zero-filled tensor of the source's size
+    # (advanced indexing's backward, an accumulating index_put, is several times slower on the CPU). When every
+    # frame's keys fit in `GATHER_BYTES`, they are gathered at once and split into the chunks (split's backward is
+    # a concatenation), so that the zero fill happens once per block instead of once per chunk: 1.7x faster
+    # windowed attention forward+backward for `flatland-tiny` training on a CPU. Larger inputs (the real model)
+    # gather chunk by chunk to bound memory. Query frames go in chunks only to bound the attention's memory; the
+    # result is identical either way.
+    keys_per_frame = window * T + (memory_index.shape[-1] if use_memory else 0)
+    gathered_bytes = 2 * B * num_frames * keys_per_frame * N * d * k.element_size()
+    if len(chunks) > 1 and gathered_bytes <= GATHER_BYTES:
+        keys, values, mask = gather(slice(0, num_frames))
+        masks = [None] * len(chunks) if mask is None else mask.split(step, dim=1)
+        gathered = zip(chunks, keys.split(step, dim=1), values.split(step, dim=1), masks, strict=True)
+    else:
+        gathered = ((frames, *gather(frames)) for frames in chunks)
+    outputs = []
+    # Queries split too: slicing a chunk out of them would zero-fill a query-sized gradient per chunk.
+    for chunk_queries, (_, keys, values, mask) in zip(queries.split(step, dim=1), gathered, strict=True):
         chunk_out = attention(
-            rearrange(queries[:, frames], "b f n t d -> (b f) n t d"),
+            rearrange(chunk_queries, "b f n t d -> (b f) n t d"),
             rearrange(keys, "b f l n d -> (b f) n l d"),
             rearrange(values, "b f l n d -> (b f) n l d"),
-            mask,
+            None if mask is None else rearrange(mask, "b f l -> (b f) 1 1 l"),
             hook,
         )  # (B*f, N, T, d)
         outputs.append(rearrange(chunk_out, "(b f) n t d -> b f t n d", b=B))

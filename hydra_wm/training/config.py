@@ -22,7 +22,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL = ("ddp", "fsdp")
 LR_SCHEDULES = ("constant", "cosine")
 TIMESTEP_SAMPLING = ("batch", "sample")
-LOSS_WEIGHTING = ("reference", "none")
+LOSS_WEIGHTING = ("reference", "none", "x0")
 DEVICES = DEVICE_PREFERENCES
 FLATLAND_PREFIX = "flatland:"
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
@@ -76,6 +76,9 @@ class TrainConfig:
     """Memory tokenizer kernel = stride (frames, rows, columns) of a fresh preset (HyDRA: 2 2 2; 1 1 1 keeps
     memory tokens at full resolution: a documented deviation); None keeps the preset's. Needs `preset` (a
     checkpoint's kernel is fixed by its weights)."""
+    top_k: int | None = None
+    """Memory frames each query frame retrieves in `memory` mode (HyDRA: 10); None keeps the checkpoint's or
+    preset's. A model's top-k is not fixed by its weights, so it may also change when starting from a checkpoint."""
     qk_norm_init: float | None = None
     """Initial gain (RMSNorm weight) of every self-attention norm_q and norm_k of a fresh preset; None: 1, the
     reference's. Attention logits scale by its square. With QK-norm the logits of a head of width d reach about
@@ -117,7 +120,12 @@ class TrainConfig:
     """Noise-level sampling: `batch` = one random training timestep per batch (reference), `sample` = one per
     sample (lower-variance gradients for small models)."""
     loss_weighting: str = "reference"
-    """Per-timestep loss weight: `reference` = w(t) of docs/reference.md §4, `none` = 1."""
+    """Per-timestep loss weight: `reference` = w(t) of docs/reference.md §4, `none` = 1, `x0` = 3 sigma² (sigma
+    clamped at `SAMPLE_SIGMA_MIN`): the velocity error times sigma is the error of the clean sample x0 = x_t - sigma
+    v, so this is the MSE of the predicted clean frames (times 3: sigma² averages 1/3 over
+    uniform levels). A deliberate deviation for small models trained from scratch: with weight 1 the loss is
+    dominated by low noise levels, where the velocity holds the unpredictable noise, and high noise levels, where
+    the target must be copied from the context, learn slowly."""
     subject_loss_weight: float = 1.0
     """Weight of the loss on target latent cells that show a subject, relative to 1 on the rest (the loss stays a
     weighted mean); 1: unweighted, the reference's. Subjects cover a small part of a frame, so a plain MSE is

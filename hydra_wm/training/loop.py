@@ -34,7 +34,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..flatland.training import flatland_training_dataset
 from ..flow import FlowMatchSchedule, round_timestep_bf16
 from ..io_utils import write_text_atomic
-from ..models.dit import HydraDiT
+from ..models.dit import SAMPLE_SIGMA_MIN, HydraDiT
 from ..models.loading import load_dit
 from . import checkpoint as ckpt
 from .config import RESUMABLE_CHANGES, TrainConfig, field_defaults, flatland_source
@@ -77,8 +77,8 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     A fresh preset takes its latent channels and text width from the data; a checkpoint must match them (not
     checked when they are None).
     """
-    names = ("attention", "retrieval", "prediction", "tokenizer_kernel")
-    overrides = {k: getattr(config, k) for k in names if getattr(config, k)}
+    names = ("attention", "retrieval", "prediction", "tokenizer_kernel", "top_k")
+    overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     if config.preset is not None:
         torch.manual_seed(config.seed)
         model = HydraDiT(dit_config(config.preset, in_dim=channels, out_dim=channels, text_dim=text_dim, **overrides))
@@ -159,7 +159,12 @@ def flow_matching_loss(
             raise InputError(f"batch: subject_loss_weight needs subject masks ({SUBJECT_MASK}); a sample has none")
         cells = 1.0 + (subject_weight - 1.0) * batch[SUBJECT_MASK][:, None].to(device, torch.float32)  # (B,1,Ft,h,w)
         error = (error * cells).sum(dim=(1, 2, 3, 4)) / (cells.sum(dim=(1, 2, 3, 4)) * error.shape[1])
-    weight = schedule.train_weights[ids].to(device) if weighting == "reference" else torch.ones_like(error)
+    if weighting == "reference":
+        weight = schedule.train_weights[ids].to(device)
+    elif weighting == "x0":  # velocity error x sigma = clean-sample error (`TrainConfig.loss_weighting`)
+        weight = 3.0 * sigma.clamp(min=SAMPLE_SIGMA_MIN).pow(2)
+    else:
+        weight = torch.ones_like(error)
     return (error * weight.expand(batch_size)).mean()
 
 
