@@ -257,16 +257,16 @@ def select_history(bank_poses: Tensor, chunk_poses: Tensor, config: RolloutConfi
     kernel: the memory tokenizer's temporal kernel kt. `memory` pre-selects whole units of kt consecutive bank
     frames (aligned to bank frame 0) so that each of the DiT's memory tokens still summarises consecutive frames.
     """
+    if config.history == "memory" and config.memory_frames % kernel:
+        raise InputError(
+            f"memory_frames {config.memory_frames}: expected a multiple of the memory tokenizer's {kernel} frames"
+        )
     total = bank_poses.shape[0]
     if config.history == "full" or total <= config.context_frames:
         return HistoryChoice(list(range(total)), [], list(range(total)))
     if config.history == "window":
         recent = list(range(total - config.context_frames, total))
         return HistoryChoice(recent, [], recent)
-    if config.memory_frames % kernel:
-        raise InputError(
-            f"memory_frames {config.memory_frames}: expected a multiple of the memory tokenizer's {kernel} frames"
-        )
     recent = list(range(total - config.recent_frames, total))
     units = (total - config.recent_frames) // kernel  # whole units before the recent frames
     picks = min(config.memory_frames // kernel, units)

@@ -143,6 +143,7 @@ def test_interrupted_rollout_resumes_to_the_same_frames(
         (22, [], None, "last chunk would hold 4 frames, not 4k+1"),
         (TARGET, [], 12, "NaN or infinity"),
         (TARGET, ["--context-frames", "13"], None, "the condition clip has 9 poses; --context-frames 13 needs 13"),
+        (TARGET, ["--memory-frames", "3"], None, "memory_frames 3: expected a multiple of the memory tokenizer's 2"),
     ],
 )
 def test_bad_camera_files_give_one_line_and_write_nothing(

@@ -136,8 +136,7 @@ def _check_source(args: argparse.Namespace) -> None:
         raise InputError(f"give an example folder, or --video, --cameras and --prompt (missing {', '.join(missing)})")
     if args.prompt is not None and not args.prompt.strip():
         raise InputError("--prompt: empty; describe the clip")
-    if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: CUDA is not available on this machine")
+    check_device(args.device)
 
 
 def save_latents(path: Path, result, prompt: str, config, hydra_ckpt: str | None) -> None:
@@ -199,9 +198,37 @@ def write_outputs(out: Path, sample, result, config, args: argparse.Namespace) -
     print("wrote " + ", ".join(str(p) for p in written), flush=True)
 
 
+def add_model_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The DiT overrides and the runtime options of `generate` and `rollout` (`PIPELINE_OPTIONS`, `--dtype`);
+    returns the runtime group for the command's own."""
+    pipeline_defaults = {name: p.default for name, p in inspect.signature(HydraPipeline).parameters.items()}
+    model = p.add_argument_group("model (default: the checkpoint's)")
+    model.add_argument("--attention", choices=ATTENTION_MODES, help="self-attention mode of the DiT")
+    model.add_argument("--top-k", type=int, help="memory frames retrieved per frame")
+    model.add_argument(
+        "--retrieval",
+        choices=RETRIEVAL_MODES,
+        help="how memory frames are ranked: relevance (HyDRA) or camera (the paper's camera-FOV ablation)",
+    )
+    run_ = p.add_argument_group("runtime")
+    run_.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    run_.add_argument("--dtype", choices=tuple(DTYPES), default="auto", help="model dtype (auto: bf16 on CUDA)")
+    run_.add_argument(
+        "--offload",
+        choices=OFFLOAD_MODES,
+        help="model: load each model only for its step; blocks: also stream DiT blocks to the GPU one at a time "
+        f"(smallest GPU memory); none: keep models loaded (default: {pipeline_defaults['offload']})",
+    )
+    return run_
+
+
+def check_device(device: str | None) -> None:
+    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     defaults = GenerationConfig()
-    pipeline_defaults = {name: p.default for name, p in inspect.signature(HydraPipeline).parameters.items()}
     p = subparsers.add_parser(
         "generate",
         help="continue condition videos along new camera paths (Wan2.1 + HyDRA)",
@@ -221,23 +248,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ckpt.add_argument("--ckpt-dir", required=True, help="folder with the Wan2.1-T2V-1.3B files")
     ckpt.add_argument("--hydra-ckpt", help="HyDRA checkpoint hydra.ckpt (default: base DiT, untrained memory)")
     add_config_options(p.add_argument_group("generation (GenerationConfig)"), GenerationConfig, aliases=SHORT_OPTIONS)
-    model = p.add_argument_group("model (default: the checkpoint's)")
-    model.add_argument("--attention", choices=ATTENTION_MODES, help="self-attention mode of the DiT")
-    model.add_argument("--top-k", type=int, help="memory frames retrieved per frame")
-    model.add_argument(
-        "--retrieval",
-        choices=RETRIEVAL_MODES,
-        help="how memory frames are ranked: relevance (HyDRA) or camera (the paper's camera-FOV ablation)",
-    )
-    run_ = p.add_argument_group("runtime")
-    run_.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    run_.add_argument("--dtype", choices=tuple(DTYPES), default="auto", help="model dtype (auto: bf16 on CUDA)")
-    run_.add_argument(
-        "--offload",
-        choices=OFFLOAD_MODES,
-        help="model: load each model only for its step; blocks: also stream DiT blocks to the GPU one at a time "
-        f"(smallest GPU memory); none: keep models loaded (default: {pipeline_defaults['offload']})",
-    )
+    run_ = add_model_options(p)
     run_.add_argument(
         "--chunk",
         type=int,

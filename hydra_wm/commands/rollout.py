@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import shutil
 from dataclasses import asdict
@@ -26,17 +25,22 @@ from pathlib import Path
 
 import torch
 
-from ..config import ATTENTION_MODES, RETRIEVAL_MODES
 from ..errors import InputError
 from ..io_utils import check_output_dir, read_json, write_text_atomic
-from ..offload import OFFLOAD_MODES
 from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline, ModelFiles, RolloutSample
-from ..rollout import HISTORY_MODES, SELECTIONS, RolloutConfig, chunk_latents, plan_chunks
-from .generate import DTYPES, FPS, SHORT_OPTIONS, check_condition_video
+from ..rollout import HISTORY_MODES, SELECTIONS, RolloutConfig, chunk_latents, plan_chunks, select_history
+from .generate import (
+    DTYPES,
+    FPS,
+    PIPELINE_OPTIONS,
+    SHORT_OPTIONS,
+    add_model_options,
+    check_condition_video,
+    check_device,
+)
 from .options import add_config_options, config_from_args
 
 FORMAT = "hydra-wm-rollout-1"
-PIPELINE_OPTIONS = ("device", "offload", "attention", "top_k", "retrieval")
 
 
 def trajectory(path: str, config: GenerationConfig, history: RolloutConfig, frames: int | None):
@@ -149,8 +153,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--prompt: empty; describe the clip")
     if not args.fps > 0:
         raise InputError(f"--fps: expected a positive number, got {args.fps}")
-    if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: CUDA is not available on this machine")
+    check_device(args.device)
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames: expected at least 1, got {args.frames}")
     config = config_from_args(GenerationConfig, args)
@@ -158,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     args.name = args.name or Path(args.video).stem
     context_poses, chunks, plan = trajectory(args.cameras, config, history, args.frames)
     check_condition_video(args.video, config)
+    select_history(context_poses, chunks[0], history)  # the history options, against the released model's kernel
     out = check_output_dir(args.out, "--out")
     files = ModelFiles.find(args.ckpt_dir, args.hydra_ckpt)
     manifest = _manifest(args, config, history, plan)
@@ -210,7 +214,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    pipeline_defaults = {name: p.default for name, p in inspect.signature(HydraPipeline).parameters.items()}
     defaults = RolloutConfig()
     p = subparsers.add_parser(
         "rollout",
@@ -247,19 +250,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         RolloutConfig,
         choices={"history": HISTORY_MODES, "selection": SELECTIONS},
     )
-    model = p.add_argument_group("model (default: the checkpoint's)")
-    model.add_argument("--attention", choices=ATTENTION_MODES, help="self-attention mode of the DiT")
-    model.add_argument("--top-k", type=int, help="memory frames retrieved per frame")
-    model.add_argument("--retrieval", choices=RETRIEVAL_MODES, help="how memory frames are ranked in the DiT")
-    run_ = p.add_argument_group("runtime")
-    run_.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    run_.add_argument("--dtype", choices=tuple(DTYPES), default="auto", help="model dtype (auto: bf16 on CUDA)")
-    run_.add_argument(
-        "--offload",
-        choices=OFFLOAD_MODES,
-        help=f"as for generate (default: {pipeline_defaults['offload']}): with model, the DiT and the VAE take "
-        "turns every chunk",
-    )
+    run_ = add_model_options(p)
     run_.add_argument(
         "--bank",
         choices=("ram", "disk"),
