@@ -13,7 +13,7 @@ from hydra_wm.errors import InputError
 from hydra_wm.evaluation.plots import plot_rollout_timeline
 from hydra_wm.flatland import flatland_config, render_clip
 from hydra_wm.flatland.model import generate_clip, load_flatland_model
-from hydra_wm.flatland.rollout import return_gaps, rollout_clip, score_rollout, start_rollout
+from hydra_wm.flatland.rollout import context_columns, return_gaps, rollout_clip, score_rollout, start_rollout
 from hydra_wm.flatland.world import ue_yaw_matrices
 from hydra_wm.rollout import MemoryBank, RolloutConfig, chunk_seed, plan_chunks, select_history
 
@@ -178,9 +178,14 @@ def test_rollout_scores_and_timeline(model, tmp_path):
 
 def test_return_gaps_count_the_frames_a_view_was_away():
     # 32-px frames, 90 degree view: headings 0, 0, 180, 180, 180, 0 (frames 0-1 context)
-    gaps = return_gaps([0.0, 0.0, 180.0, 180.0, 180.0, 0.0], 2, 32, 90.0)
+    yaw = [0.0, 0.0, 180.0, 180.0, 180.0, 0.0]
+    gaps = return_gaps(yaw, 2, 32, 90.0)
     assert (gaps[0] == -1).all() and (gaps[1] == -1).all() and (gaps[2] == -1).all()  # a new view, kept
     assert (gaps[3] == 4).all()  # heading 0 back after frames 2, 3, 4 away (last seen at frame 1)
+    assert context_columns(yaw, 2, 32, 90.0).tolist() == [[False] * 32] * 3 + [[True] * 32]
+    # heading 45 half overlaps heading 0: its left half was in view since the context, its right half is new
+    gaps = return_gaps([0.0, 0.0, 45.0], 2, 32, 90.0)
+    assert (gaps[0, :16] == 0).all() and (gaps[0, 16:] == -1).all()
 
 
 def test_long_glance_preset_revisits_views_after_long_gaps_and_hides_subjects_long():

@@ -124,15 +124,17 @@ def run(args: argparse.Namespace) -> int:
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
     if model.attention == "memory" and model.dit.cfg.retrieval == "camera":
         label = "memory, camera-FOV retrieval"
+    parameters = sum(p.numel() for p in model.dit.parameters()) / 1e6
+    if args.rollout is not None:
+        print(f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters, trained on preset "
+              f"{model.card.flatland_preset!r}), world seed {seed}")  # fmt: skip
+        return run_rollout(args, model, label, seed)
     print(
-        f"hydra-wm demo: {model.path.name} ({label}, {sum(p.numel() for p in model.dit.parameters()) / 1e6:.2f} M "
-        f"parameters) on {args.samples} held-out Flatland clip(s) (preset {model.card.flatland_preset!r}, "
-        f"{config.height}x{config.width}, {config.context_frames} context + {config.target_frames} target frames, "
-        f"world seed {seed})"
+        f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters) on {args.samples} held-out "
+        f"Flatland clip(s) (preset {model.card.flatland_preset!r}, {config.height}x{config.width}, "
+        f"{config.context_frames} context + {config.target_frames} target frames, world seed {seed})"
     )
     out: Path = args.out
-    if args.rollout is not None:
-        return run_rollout(args, model, label, seed)
     out.mkdir(parents=True, exist_ok=True)
     names = write_dataset(out / "data", config, args.samples, seed, overwrite=True, progress=False)
     results, seconds, written = {}, 0.0, set()

@@ -418,9 +418,10 @@ def load_camera_poses(
 
     For matrix formats: camera-to-world (columns right, down, forward, position in m) in UE world axes,
     every video frame, ``frame == "world"``. For already-relative vector files there is no world frame:
-    the poses are relative to the file's reference camera, ``frame == "reference"``.
+    the poses are relative to the file's reference camera, ``frame == "reference"``. The two streams may differ in
+    length (a rollout's camera path, a long Flatland clip).
     """
-    context, target, fmt = read_camera_streams(path, raw_frames=raw_frames, tol=tol)
+    context, target, fmt = read_camera_streams(path, raw_frames=raw_frames, tol=tol, equal_lengths=False)
     if fmt == "relative":
         bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), (len(context), 1, 4))
         as_poses = [np.concatenate([v.reshape(-1, 3, 4), bottom[: len(v)]], axis=1) for v in (context, target)]

@@ -7,8 +7,9 @@ chunk after chunk with `pipeline.Rollout`, the engine `hydra-wm rollout` drives 
 
 * PSNR per chunk (drift);
 * background PSNR against the number of frames the background was out of view before it came back
-  (`return_gaps`; pooled over the pixels of each gap bucket), for background the context showed and for views
-  no earlier frame showed (`new`: invented, not remembered);
+  (`return_gaps`; pooled over the pixels of each gap bucket), on background the context showed (what memory can
+  bring back right); separately on views no earlier frame showed (new: invented) and on returns to views first
+  shown by generated frames (the truth there was never seen);
 * subject presence (IoU) after a re-entry against how long the subject was out of view.
 """
 
@@ -33,15 +34,18 @@ from .model import FlatlandModel, quantise
 from .views import panorama_width, view_columns
 from .world import FlatlandClip, find_events
 
-GAP_BUCKETS: tuple[tuple[int, int], ...] = ((1, 4), (5, 19), (20, 49), (50, 99), (100, 199), (200, 10**9))
-"""Frames the background was away before it came back (`return_gaps`), bucketed for the tables."""
+GAP_BUCKETS: tuple[tuple[int, int], ...] = ((0, 0), (1, 4), (5, 19), (20, 49), (50, 99), (100, 199), (200, 10**9))
+"""Frames the background was away before it came back (`return_gaps`; 0: in view since the context), bucketed."""
+FAR_GAP = 20
+"""Returns after at least this many frames away count as far (`revisit_far`): beyond the 20-frame context a
+`window` history keeps."""
 HIDDEN_BUCKETS: tuple[tuple[int, int], ...] = ((1, 9), (10, 19), (20, 49), (50, 99), (100, 10**9))
 """Frames a subject was out of view before it re-entered, bucketed for the tables."""
 
 
 def bucket_label(bucket: tuple[int, int]) -> str:
     low, high = bucket
-    return f"{low}+" if high >= 10**9 else f"{low}-{high}"
+    return f"{low}+" if high >= 10**9 else str(low) if low == high else f"{low}-{high}"
 
 
 @dataclass
@@ -142,6 +146,14 @@ def return_gaps(yaw_deg, context_frames: int, width: int, fov_deg: float) -> np.
     return out
 
 
+def context_columns(yaw_deg, context_frames: int, width: int, fov_deg: float) -> np.ndarray:
+    """``[Tt, W]`` bool: the target view column shows background some context frame showed."""
+    columns = view_columns(yaw_deg, width, fov_deg)
+    shown = np.zeros(panorama_width(width, fov_deg), dtype=bool)
+    shown[columns[:context_frames].ravel()] = True
+    return shown[columns[context_frames:]]
+
+
 def pooled_psnr(pred: Tensor, target: Tensor, region: Tensor) -> float:
     """PSNR over all pixels of `region` ``[T, H, W]`` together (one MSE), NaN when empty. Videos ``[3, T, H, W]``."""
     if not bool(region.any()):
@@ -152,10 +164,11 @@ def pooled_psnr(pred: Tensor, target: Tensor, region: Tensor) -> float:
 
 
 def score_rollout(generated: Tensor, clip: FlatlandClip, config: FlatlandConfig, chunk_frames: list[int]) -> dict:
-    """Exact long-horizon scores of one rollout (see the module docstring). Returns ``{"psnr": overall,
-    "psnr_per_chunk": [..], "background_psnr_per_chunk": [..], "revisit": {gap bucket: bg PSNR of background the
-    context showed}, "revisit_pixels": {..}, "new_view_psnr", "new_view_pixels", "hidden": {hidden bucket:
-    [presence of each re-entry event]}}``."""
+    """Exact long-horizon scores of one rollout (see the module docstring). Returns ``{"psnr", "background_psnr",
+    "presence": overall, "psnr_per_chunk": [..], "background_psnr_per_chunk": [..], "revisit": {gap bucket: bg PSNR
+    on background the context showed}, "revisit_pixels": {..}, "revisit_far": the same over gaps >= `FAR_GAP`,
+    "new_view_psnr", "new_view_pixels", "invented_revisit_psnr" (returns to views first shown by generated frames),
+    "hidden": {hidden bucket: [presence of each re-entry event]}}``."""
     item = clip_to_item(clip, config, 1)
     S, Tc = item["num_subjects"], clip.context_frames
     target = item["target"]
@@ -172,9 +185,11 @@ def score_rollout(generated: Tensor, clip: FlatlandClip, config: FlatlandConfig,
     background = item["target_labels"] == 0  # (Tt, H, W)
     gaps = torch.from_numpy(return_gaps(clip.yaw_deg, Tc, config.width, config.fov_deg))[:, None, :]  # (Tt, 1, W)
     gaps = gaps.expand_as(background)
+    known = torch.from_numpy(context_columns(clip.yaw_deg, Tc, config.width, config.fov_deg))[:, None, :]
+    known = known.expand_as(background) & background  # background the context showed
     revisit, pixels = {}, {}
     for bucket in GAP_BUCKETS:
-        region = background & (gaps >= bucket[0]) & (gaps <= bucket[1])
+        region = known & (gaps >= bucket[0]) & (gaps <= bucket[1])
         revisit[bucket_label(bucket)] = pooled_psnr(generated, target, region)
         pixels[bucket_label(bucket)] = int(region.sum())
     hidden: dict[str, list[float]] = {bucket_label(b): [] for b in HIDDEN_BUCKETS}
@@ -196,8 +211,10 @@ def score_rollout(generated: Tensor, clip: FlatlandClip, config: FlatlandConfig,
         "background_psnr_per_chunk": per_chunk(frames["background_psnr"]),
         "revisit": revisit,
         "revisit_pixels": pixels,
+        "revisit_far": pooled_psnr(generated, target, known & (gaps >= FAR_GAP)),
         "new_view_psnr": pooled_psnr(generated, target, background & (gaps < 0)),
         "new_view_pixels": int((background & (gaps < 0)).sum()),
+        "invented_revisit_psnr": pooled_psnr(generated, target, background & ~known & (gaps > 0)),
         "hidden": hidden,
     }
 
@@ -210,12 +227,14 @@ def mean_rollout_scores(results: list[dict]) -> dict:
     chunks = max(len(r["psnr_per_chunk"]) for r in results)
     column = lambda key, i: [r[key][i] if i < len(r[key]) else math.nan for r in results]  # noqa: E731
     return {
-        **{key: nan_mean([r[key] for r in results]) for key in ("psnr", "background_psnr", "presence")},
+        **{
+            key: nan_mean([r[key] for r in results])
+            for key in ("psnr", "background_psnr", "presence", "revisit_far", "new_view_psnr", "invented_revisit_psnr")
+        },
         "psnr_per_chunk": [nan_mean(column("psnr_per_chunk", i)) for i in range(chunks)],
         "background_psnr_per_chunk": [nan_mean(column("background_psnr_per_chunk", i)) for i in range(chunks)],
         "revisit": {k: nan_mean([r["revisit"][k] for r in results]) for k in results[0]["revisit"]},
         "revisit_pixels": {k: sum(r["revisit_pixels"][k] for r in results) for k in results[0]["revisit_pixels"]},
-        "new_view_psnr": nan_mean([r["new_view_psnr"] for r in results]),
         "hidden": {k: nan_mean([p for r in results for p in r["hidden"][k]]) for k in results[0]["hidden"]},
         "hidden_events": {k: sum(len(r["hidden"][k]) for r in results) for k in results[0]["hidden"]},
     }
