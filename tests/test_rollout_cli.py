@@ -174,3 +174,18 @@ def test_a_plain_list_of_poses_splits_at_the_condition_clip(tmp_path):
     assert context.shape == (3, 4, 4) and plan == [9, 9, 5] and [len(c) for c in chunks] == [3, 3, 2]
     same = trajectory(str(write_cameras(tmp_path / "streams.json")), config, RolloutConfig(chunk_frames=CHUNK), None)
     assert torch.equal(context, same[0]) and all(torch.equal(a, b) for a, b in zip(chunks, same[1], strict=True))
+
+
+def test_relative_vectors_split_into_chunks_of_latent_frames(tmp_path):
+    from hydra_wm.commands.rollout import trajectory
+    from hydra_wm.errors import InputError
+
+    vector = lambda x: [1, 0, 0, x, 0, 1, 0, 0, 0, 0, 1, 0]  # noqa: E731
+    path = tmp_path / "vectors.json"
+    path.write_text(json.dumps({"context_camera": [vector(-i) for i in range(4)],
+                                "video_camera": [vector(i) for i in range(7)]}))  # fmt: skip
+    config = GenerationConfig(height=SIZE, width=SIZE, context_frames=CONTEXT, target_frames=CHUNK)
+    context, chunks, plan = trajectory(str(path), config, RolloutConfig(chunk_frames=CHUNK), None)
+    assert context.shape == (3, 4, 4) and [len(c) for c in chunks] == [3, 3, 1] and plan == [9, 9, 1]
+    with pytest.raises(InputError, match="--frames needs 4x4 poses"):
+        trajectory(str(path), config, RolloutConfig(chunk_frames=CHUNK), 9)

@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -197,12 +198,20 @@ def run(args: argparse.Namespace) -> int:
     condition_frames = len(bank.parts[0].frames)
     bar = tqdm(total=len(plan), initial=done, desc="rollout", unit="chunk", disable=args.no_progress)
     for index in range(done, len(plan)):
+        began = time.perf_counter()
         chunk = rollout.step(chunks[index])
         records.append(chunk.record)
         write_text_atomic(out / "retrieval.json", json.dumps([r.to_json() for r in records]))
         plot_rollout_timeline(records, out / "timeline.png", condition_frames=condition_frames, title=args.name)
         bar.update()
-        print(f"chunk {index}: wrote {chunk_path(index)}", flush=True)
+        first = config.context_frames + sum(plan[:index])
+        record = chunk.record
+        print(
+            f"chunk {index + 1}/{len(plan)}: frames {first}-{first + plan[index] - 1}, context {len(record.recent)} "
+            f"recent + {len(record.selected)} pre-selected of {record.target[0]} bank frames, "
+            f"{time.perf_counter() - began:.1f} s; wrote {chunk_path(index)}",
+            flush=True,
+        )
     bar.close()
     if records and not (out / "timeline.png").is_file():
         plot_rollout_timeline(records, out / "timeline.png", condition_frames=condition_frames, title=args.name)
