@@ -106,7 +106,7 @@ def plot_rollout_timeline(
         for frame, fraction in record.retrieved.items():
             retrieved[row, int(frame)] = fraction
     height = 1.2 + 0.22 * len(records)
-    fig = Figure(figsize=(min(4.0 + frames / 12.0, 18.0), 2 * height + 1.0), dpi=100)
+    fig = Figure(figsize=(min(4.0 + frames / 12.0, 18.0), 2 * height + 1.0), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.imshow(roles, aspect="auto", interpolation="nearest", cmap=ListedColormap(ROLE_COLOURS), vmin=0, vmax=3)
@@ -118,8 +118,7 @@ def plot_rollout_timeline(
         ax.axvline(condition_frames - 0.5, color="#31a354", lw=1.2, ls="--")
         ax.set_ylabel("chunk")
         ax.set_yticks(range(0, len(records), max(1, len(records) // 10)))
-    fig.colorbar(image, ax=bottom, fraction=0.03)
+    fig.colorbar(image, ax=[top, bottom], fraction=0.02, label="retrieved (lower panel)")  # shared: panels align
     fig.suptitle(title or "rollout: what each chunk drew on", fontsize=11)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
