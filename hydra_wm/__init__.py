@@ -26,6 +26,10 @@ _EXPORTS = {
     "HydraPipeline": "hydra_wm.pipeline",
     "GenerationConfig": "hydra_wm.pipeline",
     "Sample": "hydra_wm.pipeline",
+    "RolloutSample": "hydra_wm.pipeline",
+    "RolloutConfig": "hydra_wm.rollout",
+    "MemoryBank": "hydra_wm.rollout",
+    "load_pose_streams": "hydra_wm.data.cameras",
     "HMWorldDataset": "hydra_wm.data.hmworld",
 }
 
