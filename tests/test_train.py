@@ -227,6 +227,25 @@ def test_fresh_preset_overrides_reach_the_model(tmp_path):
     assert build_model(TrainConfig(data=str(tmp_path), preset="debug", out="x", top_k=0), CHANNELS, 16).cfg.top_k == 0
 
 
+def test_copy_init_makes_attention_a_similarity_search(tmp_path):
+    """`copy_init`: keys = queries, one camera embedding for context and target, a mean-pool memory tokenizer."""
+    config = TrainConfig(data=str(tmp_path), preset="debug", out="x", copy_init=True, camera_init_std=0.5)
+    model = build_model(config, CHANNELS, 16)
+    for block in model.blocks:
+        attention = block.self_attn
+        assert torch.equal(attention.k.weight, attention.q.weight) and torch.equal(attention.k.bias, attention.q.bias)
+        assert torch.equal(block.cam_encoder_tgt.weight, block.cam_encoder_con.weight)
+        assert block.cam_encoder_con.weight.abs().sum() > 0
+    # the tokenizer averages: a memory token of a (2, 2, 2) block of equal tokens is that token
+    conv = model.blocks[0].self_attn.tokenizer.conv
+    x = torch.randn(1, conv.in_channels, 1, 1, 1).expand(1, conv.in_channels, 2, 2, 2)
+    torch.testing.assert_close(conv(x).flatten(), x[0, :, 0, 0, 0])
+    plain = build_model(TrainConfig(data=str(tmp_path), preset="debug", out="x"), CHANNELS, 16)
+    assert not torch.equal(plain.blocks[0].self_attn.k.weight, plain.blocks[0].self_attn.q.weight)
+    with pytest.raises(ConfigError, match="copy_init"):
+        TrainConfig(data=str(tmp_path), init="model.safetensors", out="x", copy_init=True)
+
+
 def test_x0_weighting_is_the_clean_sample_error():
     """`loss_weighting="x0"`: per sample 3 sigma² x the velocity MSE, i.e. 3 x the MSE of x0 = x_t - sigma v."""
     generator = torch.Generator().manual_seed(0)

@@ -88,6 +88,14 @@ class TrainConfig:
     """Initial weights of every camera encoder (cam_encoder_con/_tgt) of a fresh preset drawn from N(0, std²);
     None: zero, the reference's (right on top of a pretrained Wan2.1: the base model starts unchanged). From
     scratch, zero-initialised encoders make the camera a faint signal that grows slowly. Needs `preset`."""
+    copy_init: bool = False
+    """Start a fresh preset's self-attention as a similarity search: every block's key projection a copy of its
+    query projection (q.k is then a positive semi-definite form of the two tokens before RoPE: like attends to
+    like, and RoPE makes the same position score highest), the target-camera encoder a copy of the context-camera
+    encoder (one heading, one embedding) and the memory tokenizer an average pool of the tokens it summarises (a
+    memory key is the key of the mean token). False: independent random init (the reference's, right for a
+    pretrained Wan2.1). A deliberate deviation for small models trained from scratch, whose task is largely to
+    copy a returning view from the context. Needs `preset`."""
     trainable: str = "auto"
     """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
     cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
@@ -188,6 +196,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: only for a fresh preset (a checkpoint brings its own {weights})")
             if not value > 0:
                 raise ConfigError(f"{name}: expected > 0, got {value}")
+        if self.copy_init and self.init is not None:
+            raise ConfigError("copy_init: only for a fresh preset (a checkpoint brings its own attention weights)")
         if self.preset is not None and self.preset not in DIT_PRESETS:
             raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
         if self.flatland is not None and self.flatland not in flatland_presets():

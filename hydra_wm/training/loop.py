@@ -91,6 +91,8 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
                 if config.camera_init_std is not None:  # the seeded global RNG, after init_weights: reproducible
                     for encoder in (block.cam_encoder_con, block.cam_encoder_tgt):
                         encoder.weight.normal_(0.0, config.camera_init_std)
+                if config.copy_init:
+                    copy_init(block)
     else:
         model = load_dit(config.init, dtype=torch.float32, seed=config.seed, **overrides)
         if channels is not None and (model.cfg.in_dim, model.cfg.text_dim) != (channels, text_dim):
@@ -99,6 +101,18 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
                 f"the data has {channels} and {text_dim}"
             )
     return model.train()
+
+
+def copy_init(block) -> None:
+    """`TrainConfig.copy_init` for one block: keys = queries, target camera = context camera, tokenizer = mean."""
+    attention = block.self_attn
+    attention.k.load_state_dict(attention.q.state_dict())
+    block.cam_encoder_tgt.load_state_dict(block.cam_encoder_con.state_dict())
+    conv = attention.tokenizer.conv
+    conv.weight.zero_()
+    conv.bias.zero_()
+    channels = torch.arange(conv.weight.shape[0])
+    conv.weight[channels, channels] = 1.0 / math.prod(conv.kernel_size)
 
 
 def set_trainable(model: HydraDiT, mode: str) -> dict[str, nn.Parameter]:
