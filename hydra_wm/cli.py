@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "hydra_wm.commands.baseline",
     "hydra_wm.commands.generate",
     "hydra_wm.commands.rollout",
+    "hydra_wm.commands.viewer",
 ]
 
 

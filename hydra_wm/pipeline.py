@@ -312,6 +312,36 @@ def save_retrieval(path: str | Path, record: RetrievalRecord) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
+def load_retrieval(path: str | Path) -> RetrievalRecord:
+    """Read a file `save_retrieval` wrote; `InputError` naming the file when it is not one."""
+    from safetensors import safe_open
+
+    from .io_utils import safetensors_problem
+
+    problem = safetensors_problem(path)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in ("indices", "scores", "valid")}
+            record = RetrievalRecord(
+                indices=tensors["indices"].long(),
+                scores=tensors["scores"].float(),
+                valid=tensors["valid"].bool(),
+                num_context_frames=int(meta["num_context_frames"]),
+                num_memory_frames=int(meta["num_memory_frames"]),
+                frames_per_memory=int(meta["frames_per_memory"]),
+                timesteps=[float(t) for t in json.loads(meta.get("timesteps", "[]"))],
+            )
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a retrieval record ({type(exc).__name__}: {exc})") from None
+    shapes = {tuple(t.shape) for t in (record.indices, record.scores, record.valid)}
+    if len(shapes) != 1 or record.indices.ndim != 5:
+        raise InputError(f"{path}: indices, scores and valid must share one (steps, blocks, passes, frames, k) shape")
+    return record
+
+
 # ------------------------------------------------------------------------------------------ denoising loop
 
 

@@ -35,7 +35,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("hydra_wm.flatland",),
     # 6. training and evaluation, independent of each other
     ("hydra_wm.training", "hydra_wm.evaluation"),
-    # 7. the command line and the package root (`_compat` imports moved modules by name only)
+    # 7. the browser viewer: reads result folders (evaluation reports included), drives live Flatland rollouts
+    ("hydra_wm.viewer",),
+    # 8. the command line and the package root (`_compat` imports moved modules by name only)
     ("hydra_wm.commands", "hydra_wm.cli", "hydra_wm.__main__", "hydra_wm._compat", "hydra_wm"),
 ]
 BELOW_PIPELINE = ("hydra_wm.models", "hydra_wm.data")

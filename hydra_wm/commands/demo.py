@@ -4,7 +4,8 @@ For each clip: render it (a Flatland world seed the shipped models never trained
 context along its target cameras with the shipped `flatland-tiny` HyDRA model, and write
 
 * ``OUT/NAME.mp4``: context | generated | ground truth, side by side (4x upscaled);
-* ``OUT/NAME_retrieval.png``: which memory frames each generated frame retrieved (memory model only);
+* ``OUT/NAME_retrieval.png`` and ``OUT/NAME_retrieval.safetensors``: which memory frames each generated frame
+  retrieved, as a heat map and as the record of every step and block (`pipeline.save_retrieval`; memory model only);
 * ``OUT/data/NAME/``: the clip in the HM-World layout, and ``OUT/pred/NAME.mp4``: context + generated frames
   (lossless), so that ``hydra-wm eval OUT/pred OUT/data`` recomputes every number;
 * ``OUT/metrics.json``: the exact metrics per clip and their mean, also printed.
@@ -12,8 +13,9 @@ context along its target cameras with the shipped `flatland-tiny` HyDRA model, a
 With ``--rollout N`` the clips are long ones (world `long-glance`: the model's context, then N chunks of the
 model's target length) continued chunk after chunk by the rollout engine (`pipeline.Rollout`, docs/rollout.md),
 each chunk drawing on a memory bank of every frame so far (``--history``); ``OUT/NAME_timeline.png`` shows what
-each chunk drew on, and the metrics add PSNR per chunk, background PSNR by how long it was out of view, and
-subject presence by how long the subject was hidden.
+each chunk drew on (``OUT/NAME_retrieval.json``: the chunk records, as `hydra-wm rollout`'s retrieval.json), and
+the metrics add PSNR per chunk, background PSNR by how long it was out of view, and subject presence by how long
+the subject was hidden. `hydra-wm viewer OUT` shows any of these folders in the browser.
 
 Re-running into the same folder replaces that run: the clip files of an earlier run that this one did not write
 (more clips, or videos that `--no-video` skips) are removed; nothing else in OUT is touched.
@@ -88,7 +90,14 @@ def owned_files(out: Path) -> list[Path]:
     """The per-clip files a demo run writes into `out` (`NAME.mp4`, `NAME_retrieval.png`, `pred/NAME.mp4` for
     Flatland sample names): what a later run into the same folder replaces or removes. `data/` is rewritten
     whole (`write_dataset(..., overwrite=True)`), `metrics.json` replaced."""
-    patterns = ("sample_*.mp4", "sample_*_retrieval.png", "sample_*_timeline.png", "pred/sample_*.mp4")
+    patterns = (
+        "sample_*.mp4",
+        "sample_*_retrieval.png",
+        "sample_*_retrieval.safetensors",
+        "sample_*_retrieval.json",
+        "sample_*_timeline.png",
+        "pred/sample_*.mp4",
+    )
     return [path for pattern in patterns for path in out.glob(pattern) if path.is_file()]
 
 
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from ..flatland import render_clip, write_dataset
     from ..flatland.model import HELD_OUT_SEED, load_flatland_model, mean_scores, run_clip, side_by_side
     from ..io_utils import check_output_dir, write_text_atomic
+    from ..pipeline import save_retrieval
 
     if args.samples < 1:
         raise InputError(f"--samples: expected at least 1, got {args.samples}")
@@ -157,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
             written.add(out / f"{name}.mp4")
             write_video(out / f"{name}.mp4", side_by_side(result, label), config.fps)
             if result.retrieval is not None:
-                written.add(out / f"{name}_retrieval.png")
+                written.update({out / f"{name}_retrieval.png", out / f"{name}_retrieval.safetensors"})
+                save_retrieval(out / f"{name}_retrieval.safetensors", result.retrieval)
                 plot_retrieval(
                     result.retrieval,
                     out / f"{name}_retrieval.png",
@@ -253,7 +264,8 @@ def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
         options = {"preset": "veryfast", "threads": "1"}
         write_video(out / "pred" / f"{name}.mp4", frames, config.fps, crf=0, pix_fmt="yuv444p", options=options)
         if not args.no_video:
-            written.update({out / f"{name}.mp4", out / f"{name}_timeline.png"})
+            written.update({out / f"{name}.mp4", out / f"{name}_timeline.png", out / f"{name}_retrieval.json"})
+            write_text_atomic(out / f"{name}_retrieval.json", json.dumps([r.to_json() for r in result.records]))
             write_video(
                 out / f"{name}.mp4", side_by_side(ClipResult(clip, result.generated, None, {}), label), config.fps
             )
