@@ -317,3 +317,28 @@ def test_cli_make(tmp_path, capsys):
     bad = parser.parse_args(["flatland", "make", str(tmp_path / "bad"), "--pan-range", "a,b"])
     with pytest.raises(InputError, match="--pan-range"):
         bad.func(bad)
+
+
+def test_check_json_in_the_published_schema_gives_the_exact_visibility():
+    """Flatland's check.json carries HM-World's published schema; the real-data reader recovers in_view exactly."""
+    from hydra_wm.data.hmworld import read_visibility_changes, visibility_in_view
+    from hydra_wm.flatland.dataset import check_record
+
+    changed = 0
+    for index in range(6):
+        clip = render_clip(DEBUG, 11, index)
+        record = json.loads(json.dumps(check_record(clip)))  # as written to disk
+        changes = read_visibility_changes(record)
+        subjects, in_view = visibility_in_view(changes, clip.context_frames, len(clip.frames) - clip.context_frames)
+        for s, kind in enumerate(clip.subjects):
+            name = f"subject_{s}/{kind.name}"
+            if name in subjects:
+                changed += 1
+                assert np.array_equal(in_view[:, subjects.index(name)], clip.in_view[:, s]), (index, s)
+            else:  # no change of visibility anywhere in the clip: no entry
+                assert clip.in_view[:, s].all() or not clip.in_view[:, s].any()
+        entries = sum(len(e) for key in ("cond_check", "tgt_check") for c in record[key].values() for e in c.values())
+        assert entries == sum(
+            int((clip.in_view[1:, s] != clip.in_view[:-1, s]).sum()) for s in range(len(clip.subjects))
+        )
+    assert changed  # every Flatland clip has a re-entry, so some subject changes visibility

@@ -111,15 +111,26 @@ def _stream_frame(frame: int, context_frames: int) -> tuple[str, int]:
 
 
 def check_record(clip: FlatlandClip) -> dict:
-    """Exit and entry frames of every subject.
+    """Exit and entry frames of every subject, in HM-World's published schema and as paired events.
 
-    ``{"events": [{"subject": s, "exit_stream": "cond"|"tgt", "exit_frame": i, "entry_stream": ...,
-    "entry_frame": j, "out_of_view_frames": n}]}``, sorted by entry. Frames index their stream's video from 0.
-    A subject *exits* on the first frame with none of its pixels inside the view and *enters* on the first
-    frame with some again (occlusion by another subject does not count as leaving). ``out_of_view_frames``
+    ``{"cond_check": {ACTOR: {CHARACTER: [{"frame": i, "inFrame": bool}, ...]}}, "tgt_check": {...},
+    "events": [{"subject": s, "exit_stream": "cond"|"tgt", "exit_frame": i, "entry_stream": ...,
+    "entry_frame": j, "out_of_view_frames": n}]}``. The first two are what HM-World's check.json holds
+    (`data.hmworld.read_visibility_changes` reads them): every change of a subject's visibility in each clip,
+    ACTOR ``subject_{s}`` and CHARACTER its catalogue name; a subject whose visibility never changes has no
+    entry. ``events`` pairs each exit with the next entry, sorted by entry. Frames index their stream's video
+    from 0. A subject *exits* on the first frame with none of its pixels inside the view and *enters* on the
+    first frame with some again (occlusion by another subject does not count as leaving). ``out_of_view_frames``
     counts the frames in between across the cond→tgt boundary. Every Flatland clip has at least one event
     with its entry in "tgt".
     """
+    published: dict[str, dict] = {"cond_check": {}, "tgt_check": {}}
+    for s, kind in enumerate(clip.subjects):
+        seen = clip.in_view[:, s]
+        for t in np.flatnonzero(seen[1:] != seen[:-1]) + 1:
+            key, frame = ("cond_check", t) if t < clip.context_frames else ("tgt_check", t - clip.context_frames)
+            entries = published[key].setdefault(f"subject_{s}", {}).setdefault(kind.name, [])
+            entries.append({"frame": int(frame), "inFrame": bool(seen[t])})
     events = []
     for e in clip.events:
         exit_stream, exit_frame = _stream_frame(e["exit"], clip.context_frames)
@@ -134,7 +145,7 @@ def check_record(clip: FlatlandClip) -> dict:
                 "out_of_view_frames": e["out_of_view"],
             }
         )
-    return {"events": events}
+    return {**published, "events": events}
 
 
 def truth_record(clip: FlatlandClip) -> dict:
