@@ -292,6 +292,29 @@ def test_command_port_in_use_and_bad_folder_are_one_line_exit_2(capsys, tmp_path
     assert main(["viewer", "--port", "70000"]) == 2
 
 
+def test_command_serves_until_ctrl_c_and_exits_0(demo_folder):
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hydra_wm", "viewer", str(demo_folder), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"hydra-wm viewer: demo folder {demo_folder} (1 sample(s)) at http://127.0.0.1:")
+        base = line.split(" at ")[1].split()[0].rstrip("/")
+        assert json.loads(_get(f"{base}/api/config")[2])["folder"] == str(demo_folder)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and out.strip() == "hydra-wm viewer: stopped" and err == ""
+
+
 # ------------------------------------------------------------------------------------------------------ live
 def test_steering_turns_through_a_half_way_frame():
     assert steer(10.0, "left", 4).tolist() == [-12.5, -35.0, -35.0, -35.0]

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"hydra-wm viewer: {what} at http://{shown}:{port}/ (Ctrl+C stops)", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: a normal end
+        print("hydra-wm viewer: stopped", flush=True)
     finally:
         server.server_close()
     return 0
