@@ -257,6 +257,8 @@ def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
         raw, info, mode=config.parallel, activation_checkpointing=config.activation_checkpointing, bf16=bf16
     )
     params = {name: param for name, param in raw.named_parameters() if name in params}  # FSDP swapped them
+    if config.compile:  # the training steps run the compiled wrapper; weights, checkpoints and exports use `raw`
+        model = torch.compile(model)
     # 3. optimiser, EMA, noise stream of this rank
     optimizer = torch.optim.AdamW(
         list(params.values()), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
