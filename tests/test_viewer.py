@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_rollout_cli import cameras, checkpoints, examples, finished  # noqa: F401 - a real rollout folder
 
 from hydra_wm.cli import main
 from hydra_wm.data.cameras import camera_poses
@@ -191,6 +192,45 @@ def test_rollout_folder_reads_bank_cameras_and_chunk_records(tmp_path):
     view = sample.retrieval(5)  # the last chunk: bank frame 4
     assert view["chunk"] == 1 and [r["frame"] for r in view["selected"]] == [0, 4]
     assert [(r["frame"], r["score"]) for r in view["retrieved"]] == [(5, 1.0)]
+
+
+def test_a_real_rollout_folder(finished):  # noqa: F811 - the 3-chunk `hydra-wm rollout` of test_rollout_cli
+    """What `hydra-wm rollout` wrote (tiny checkpoints in the real formats, Wan VAE strides): 9 condition frames,
+    chunks of 9, 9 and 5 frames, cameras turning 7 degrees a frame."""
+    kind, names = list_samples(finished)
+    assert kind == "rollout"
+    sample = load_sample(finished, names[0])
+    assert (len(sample.context), len(sample.generated)) == (9, 23)
+    assert [(c.start, c.frames) for c in sample.chunks] == [(0, 9), (9, 9), (18, 5)]
+    # a video frame shows the camera of its latent frame: frame 4j of each part (condition, then each chunk)
+    starts = [0, 9, 18, 27]
+    for start, frames in zip(starts, [9, 9, 9, 5], strict=True):
+        for j in range((frames - 1) // 4 + 1):
+            frame = start + 4 * j
+            assert np.cos(np.radians(sample.cameras[frame]["yaw"] - 7.0 * frame)) == pytest.approx(1.0, abs=1e-6)
+    records = json.loads((finished / "retrieval.json").read_text())
+    view = sample.retrieval(20)  # chunk 2
+    assert view["chunk"] == 2
+    assert [r["frame"] for r in view["recent"]] == [sample.latent_to_video(f) for f in records[2]["recent"]]
+
+
+def test_a_real_generate_folder(checkpoints, examples, tmp_path):  # noqa: F811
+    """`hydra-wm generate --save-retrieval` (tiny checkpoints in the real formats): 9 condition + 9 generated frames,
+    3 + 3 latent frames; the context length comes from the retrieval record."""
+    from test_generate_cli import small_args
+
+    out = tmp_path / "out"
+    extra = ("--samples", "1", "--hydra-ckpt", str(checkpoints / "hydra.ckpt"), "--save-retrieval", "--cfg", "1")
+    assert main(small_args(checkpoints, out, str(examples), *extra)) == 0
+    kind, names = list_samples(out)
+    assert (kind, names) == ("generate", ["1"])
+    sample = load_sample(out, "1")
+    assert (len(sample.context), len(sample.generated)) == (9, 9)
+    record = load_retrieval(out / "1_retrieval.safetensors")
+    view = sample.retrieval(5)  # video frame 14: latent 3 + (5 + 3) // 4 = 5
+    assert sample.video_to_latent(14) == 5
+    keep = record.valid[-1, 0, 0, 5]
+    assert [i["memory"] for i in view["blocks"][0]["items"]] == record.indices[-1, 0, 0, 5][keep].tolist()
 
 
 def test_bad_folders_and_videos_are_one_line_naming_the_file(tmp_path, demo_folder):
