@@ -210,8 +210,31 @@ def test_a_real_rollout_folder(finished):  # noqa: F811 - the 3-chunk `hydra-wm 
             assert np.cos(np.radians(sample.cameras[frame]["yaw"] - 7.0 * frame)) == pytest.approx(1.0, abs=1e-6)
     records = json.loads((finished / "retrieval.json").read_text())
     view = sample.retrieval(20)  # chunk 2
-    assert view["chunk"] == 2
+    assert view["chunk"] == 2 and view["kind"] == "chunk"
     assert [r["frame"] for r in view["recent"]] == [sample.latent_to_video(f) for f in records[2]["recent"]]
+
+
+def test_a_real_rollout_folder_with_retrieval_records(checkpoints, examples, cameras, tmp_path):  # noqa: F811
+    """`hydra-wm rollout --save-retrieval`: each chunk's record of every step and block, by bank frame."""
+    from test_rollout_cli import rollout_args
+
+    out = tmp_path / "out"
+    assert main(rollout_args(checkpoints, examples, cameras, out, "--save-retrieval")) == 0
+    sample = load_sample(out, list_samples(out)[1][0])
+    records = json.loads((out / "retrieval.json").read_text())
+    record = load_retrieval(out / "chunks" / "chunk_0001_retrieval.safetensors")
+    view = sample.retrieval(13)  # chunk 1, its video frame 4: its latent frame 1
+    assert view["kind"] == "blocks" and view["chunk"] == 1
+    dit = records[1]["context"] + records[1]["target"]
+    query = len(records[1]["context"]) + 1
+    assert dit[query] == sample.video_to_latent(9 + 13)
+    for block in view["blocks"]:
+        keep = record.valid[-1, block["block"], 0, query]
+        memory = record.indices[-1, block["block"], 0, query][keep].tolist()
+        assert [i["memory"] for i in block["items"]] == memory
+        for item, j in zip(block["items"], memory, strict=True):  # memory frame j: DiT frames 2j, 2j + 1
+            expected = [sample.latent_to_video(dit[i]) for i in range(2 * j, min(2 * j + 2, len(dit)))]
+            assert item["frames"] == expected
 
 
 def test_a_real_generate_folder(checkpoints, examples, tmp_path):  # noqa: F811

@@ -5,7 +5,8 @@ Input: a condition video, a camera file (the authors' ``cond_cam``/``tgt_cam`` w
 ``context_camera``/``video_camera``, or a plain JSON list of UE 4x4 camera-to-world matrices, the condition clip's
 first), a caption, the Wan2.1 and HyDRA checkpoints as for `generate`. Output in `--out`:
 
-* ``chunks/chunk_0000.mp4``, ... each chunk's frames, written as the chunk finishes;
+* ``chunks/chunk_0000.mp4``, ... each chunk's frames, written as the chunk finishes (with ``--save-retrieval`` also
+  ``chunks/chunk_0000_retrieval.safetensors``: what its frames retrieved at every step and block);
 * ``bank/`` the memory bank: ``condition.safetensors`` and one ``chunk_NNNN.safetensors`` per chunk (latents,
   absolute poses, what the chunk conditioned on and retrieved); a chunk is done once its file is there;
 * ``retrieval.json`` and ``timeline.png``: what each chunk drew on from the history, rewritten after every chunk;
@@ -28,7 +29,7 @@ import torch
 
 from ..errors import InputError
 from ..io_utils import check_output_dir, read_json, write_text_atomic
-from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline, ModelFiles, RolloutSample
+from ..pipeline import LATENT_STRIDE, GenerationConfig, HydraPipeline, ModelFiles, RolloutSample, save_retrieval
 from ..rollout import HISTORY_MODES, SELECTIONS, RolloutConfig, chunk_latents, plan_chunks, select_history
 from .generate import (
     DTYPES,
@@ -188,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
 
     def write_chunk(chunk) -> None:
         write_video(chunk_path(chunk.record.index), chunk.video, fps=args.fps)
+        if args.save_retrieval and chunk.retrieval is not None:
+            save_retrieval(out / "chunks" / f"chunk_{chunk.record.index:04d}_retrieval.safetensors", chunk.retrieval)
 
     sample = RolloutSample(args.name, args.prompt, condition, context_poses)
     rollout = pipeline.rollout(sample, config, history, bank=bank, progress=not args.no_progress, on_chunk=write_chunk)
@@ -272,4 +275,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--out", default="rollout_out", help="output folder (default rollout_out/)")
     out.add_argument("--overwrite", action="store_true", help="replace an earlier rollout of other settings in --out")
     out.add_argument("--fps", type=float, default=FPS, help=f"frame rate of the mp4s (default {FPS:g})")
+    out.add_argument(
+        "--save-retrieval",
+        action="store_true",
+        help="also write chunks/chunk_NNNN_retrieval.safetensors: the memory frames each frame of the chunk retrieved "
+        "at every step and block (`hydra-wm viewer OUT` shows them)",
+    )
     p.set_defaults(func=run)

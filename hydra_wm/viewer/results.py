@@ -9,7 +9,8 @@ and a retrieved memory frame maps back to the video frames it summarises.
 Folder kinds, told apart by their files:
 
 * ``rollout``: ``rollout.json`` (format hydra-wm-rollout-1), ``NAME.mp4`` or ``chunks/chunk_NNNN.mp4`` with the
-  condition video the manifest names, ``bank/`` (absolute camera poses per latent frame), ``retrieval.json``;
+  condition video the manifest names, ``bank/`` (absolute camera poses per latent frame), ``retrieval.json`` (the
+  chunk records) and, with ``--save-retrieval``, ``chunks/chunk_NNNN_retrieval.safetensors`` (every step and block);
 * ``demo`` / ``demo-rollout``: ``metrics.json`` with ``samples`` beside ``pred/NAME.mp4`` (context + generated,
   lossless) and ``data/NAME/`` (cond.mp4, tgt.mp4, camera.json: the truth and the cameras);
   ``NAME_retrieval.safetensors`` (every step and block) or ``NAME_retrieval.json`` (rollout chunk records);
@@ -414,7 +415,9 @@ def _rollout(folder: Path, name: str) -> ResultSample:
             break
         record = records[i] if i < len(records) else None
         dit = (record["context"] + record["target"]) if record else []
-        sample.chunks.append(Chunk(start, min(frames, len(generated) - start), dit, None, record))
+        path = folder / "chunks" / f"chunk_{i:04d}_retrieval.safetensors"
+        retrieval = load_retrieval(path) if record and path.is_file() else None
+        sample.chunks.append(Chunk(start, min(frames, len(generated) - start), dit, retrieval, record))
         start += frames
     bank = folder / "bank"
     if bank.is_dir():
