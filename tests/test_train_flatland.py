@@ -142,3 +142,85 @@ def test_keep_every_keeps_milestones_and_the_validation_curve_scores_them_like_t
     assert "\n" not in err and "no checkpoint for --step 5" in err
     assert validate.main([str(tmp_path / "nowhere")]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_chunk_items_are_what_a_rollout_feeds_the_model():
+    """Chunk 0 is a FlatlandDataset item cut to the chunk; a later chunk's context latents and cameras are exactly
+    what `Rollout.step` gives the DiT when the bank holds the true frames (teacher forcing)."""
+    import torch
+
+    from hydra_wm.data.cameras import camera_poses
+    from hydra_wm.flatland import flatland_config, render_clip
+    from hydra_wm.flatland.dataset import FlatlandDataset
+    from hydra_wm.flatland.model import load_flatland_model
+    from hydra_wm.flatland.rollout import start_rollout
+    from hydra_wm.flatland.training import FlatlandChunkDataset
+    from hydra_wm.rollout import MemoryBank, RolloutConfig
+
+    config = flatland_config("long-glance")
+    history = RolloutConfig(chunk_frames=20, recent_frames=8, memory_frames=12)
+    chunks = FlatlandChunkDataset(config, 40, 3, history=history, kernel=2)
+    picked = [chunks.chunk_of(i) for i in range(40)]
+    assert len(set(picked)) > 5 and max(picked) == len(chunks.plan) - 1 == 10  # 220 target frames, chunks of 20
+    first = picked.index(0)
+    item, whole = chunks[first], FlatlandDataset(config, 40, 3, latent_stride=1)[first]
+    assert torch.equal(item["context"], whole["context"]) and torch.equal(item["target"], whole["target"][:, :20])
+    assert torch.equal(item["context_cameras"], whole["context_cameras"])
+    assert torch.equal(item["target_cameras"], whole["target_cameras"][:20])
+
+    index = next(i for i, c in enumerate(picked) if c >= 5)
+    item, chunk = chunks[index], picked[index]
+    start = config.context_frames + 20 * chunk
+    assert item["context_frames"].tolist()[-8:] == list(range(start - 8, start))  # the 8 newest frames
+    assert len(set(item["context_frames"].tolist())) == 20 and item["context_frames"].max() < start
+    model = load_flatland_model("memory")
+    clip = render_clip(config, 3, index)
+    poses = camera_poses(clip.camera_to_world)
+    bank = MemoryBank()
+    pixels = torch.from_numpy(clip.frames[:start]).float() / 127.5 - 1.0
+    bank.append(model.codec.encode(pixels.permute(3, 0, 1, 2)[None]), poses[:start])
+    seen = {}
+
+    def record(module, args, kwargs):
+        seen.setdefault("inputs", (args, kwargs))
+
+    rollout = start_rollout(model, clip, history, bank=bank, num_steps=1, record_retrieval=False)
+    handle = model.dit.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        rollout.step(poses[start : start + 20])
+    finally:
+        handle.remove()
+    (latents, _, _, cam_context, cam_target), kwargs = seen["inputs"]
+    context_latents = model.codec.encode(item["context"][None])
+    assert torch.equal(latents[:, :, :20], context_latents)
+    assert torch.equal(cam_context[0], item["context_cameras"]) and torch.equal(cam_target[0], item["target_cameras"])
+
+
+def test_train_on_rollout_chunks_selects_in_the_models_tokenizer_units(tmp_path):
+    from hydra_wm.training import TrainConfig
+    from hydra_wm.training.loop import _setup, training_dataset
+
+    out = tmp_path / "run"
+    assert main(train_args(out, "flatland:long-glance", "--flatland-chunk-frames", "20")) == 0
+    assert json.loads((out / "config.json").read_text())["flatland_chunk_frames"] == 20
+    assert load_dit(out / "hydra.safetensors").cfg.in_dim == 12
+    # a model whose memory tokenizer takes 1 frame: the chunks' history is picked frame by frame
+    config = TrainConfig(
+        data="flatland:long-glance",
+        preset="flatland-tiny",
+        flatland_chunk_frames=20,
+        tokenizer_kernel=(1, 2, 2),
+        flatland_samples=4,
+        out=str(tmp_path / "k1"),
+        device="cpu",
+    )
+    assert training_dataset(config).dataset.kernel == 1
+    # a dataset made for another kernel (as with --init, whose kernel the checkpoint fixes) follows the model's
+    import torch
+
+    from hydra_wm.flatland.training import flatland_training_dataset
+    from hydra_wm.training.loop import DistInfo
+
+    other = flatland_training_dataset("long-glance", 4, chunk_frames=20, kernel=2)
+    run = _setup(config, other, DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    assert run.dataset.dataset.kernel == run.raw.cfg.tokenizer_kernel[0] == 1

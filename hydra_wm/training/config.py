@@ -58,6 +58,12 @@ class TrainConfig:
     flatland_codec_factor: int = 2
     """With `flatland:PRESET` data: space-to-depth factor of the `PixelCodec` (2: 12 latent channels at half the
     frame size; 4: 48 channels at a quarter, 4x fewer tokens per frame)."""
+    flatland_chunk_frames: int = 0
+    """With `flatland:PRESET` data: 0 trains on whole clips (the preset's context, then its target); N > 0 on chunks
+    of N target frames of each clip, conditioned as a rollout conditions them (`flatland.training.
+    FlatlandChunkDataset`: the 8 newest frames before the chunk plus frames pre-selected from all earlier ones by
+    camera, as many as the preset's context frames; the true frames as history), e.g. `flatland:long-glance` with
+    20: the models `hydra-wm demo --rollout` runs, trained on the input layout they get there."""
     init: str | None = None
     """Checkpoint to start from: the base Wan2.1 DiT (HyDRA modules initialised as the reference does) or a
     HyDRA checkpoint (e.g. the released hydra.ckpt). Exclusive with `preset`."""
@@ -212,7 +218,7 @@ class TrainConfig:
         for name in positive + ("flatland_samples", "flatland_codec_factor"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "num_workers", "keep_every"):
+        for name in ("warmup_steps", "num_workers", "keep_every", "flatland_chunk_frames"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
         if self.stop_after is not None and not 1 <= self.stop_after <= self.steps:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..config import dit_config
 from ..data.samples import SUBJECT_MASK, PreprocessedDataset
 from ..errors import CheckpointError, ConfigError, InputError
-from ..flatland.training import flatland_training_dataset
+from ..flatland.training import FlatlandChunkDataset, flatland_training_dataset
 from ..flow import FlowMatchSchedule, round_timestep_bf16
 from ..io_utils import write_text_atomic
 from ..models.dit import SAMPLE_SIGMA_MIN, HydraDiT
@@ -202,13 +202,15 @@ def training_dataset(config: TrainConfig):
     """
     if config.flatland is None:
         return PreprocessedDataset(config.data)
-    text_dim = dit_config(config.preset or "flatland-tiny").text_dim
+    preset = dit_config(config.preset or "flatland-tiny")
     return flatland_training_dataset(
         config.flatland,
         config.flatland_samples,
         config.flatland_seed,
         factor=config.flatland_codec_factor,
-        text_dim=text_dim,
+        text_dim=preset.text_dim,
+        chunk_frames=config.flatland_chunk_frames,
+        kernel=(config.tokenizer_kernel or preset.tokenizer_kernel)[0],
     )
 
 
@@ -248,6 +250,9 @@ def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
     order = DataOrder(len(dataset), config.batch_size, config.seed, info.rank, info.world_size)
     # 2. model, trainable set, then distribution and memory savers from outside
     raw = build_model(config, first["context_latents"].shape[0], first["text"].shape[-1])
+    chunks = getattr(dataset, "dataset", None)
+    if isinstance(chunks, FlatlandChunkDataset):  # history pre-selected in units of the model's tokenizer kernel
+        chunks.set_kernel(raw.cfg.tokenizer_kernel[0])
     params = set_trainable(raw, config.resolved_trainable)
     if not params:
         raise ConfigError("no trainable parameters")
