@@ -13,6 +13,7 @@ from .errors import ConfigError
 ATTENTION_MODES = ("memory", "full", "window")
 RETRIEVAL_MODES = ("relevance", "camera")
 PREDICTIONS = ("velocity", "sample")
+ATTENTION_BACKENDS = ("gather", "flex")
 
 
 def int_triple(value, name: str) -> tuple[int, int, int]:
@@ -92,8 +93,15 @@ class DiTConfig:
     tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)
     """Memory tokenizer Conv3d kernel = stride over (frames, rows, columns)."""
     attention_chunk_frames: int = 4
-    """Query frames per windowed/memory attention call: bounds the memory of the gathered keys and values
-    (0: all frames in one call). The result does not depend on it."""
+    """Query frames per windowed/memory attention call at most: bounds the memory of the gathered keys and values
+    (0: all frames in one call); large inputs gather fewer frames per call, each call's keys at most
+    `models.memory.CHUNK_BYTES`. The result does not depend on it."""
+    attention_backend: str = "gather"
+    """How `memory` and `window` attention run (the result is the same to rounding): `gather` copies each chunk of
+    query frames' keys and values (window tokens, then retrieved memory tokens) and calls
+    `scaled_dot_product_attention` (the fastest on CPUs); `flex` runs one torch FlexAttention call with a block mask
+    over [tokens ; memory tokens], copying nothing (compiled on CUDA, where the gathers cost memory bandwidth;
+    eager and slow elsewhere). `models.memory.flex_memory_attention`."""
     camera_dim: int = 12
     """Length of one relative camera vector (top 3x4 of the pose, row-major)."""
     prediction: str = "velocity"
@@ -120,6 +128,10 @@ class DiTConfig:
             raise ConfigError(f"window: expected >= 1 frames, got {self.window}")
         if self.attention_chunk_frames < 0:
             raise ConfigError(f"attention_chunk_frames: expected >= 0, got {self.attention_chunk_frames}")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ConfigError(
+                f"attention_backend: expected one of {ATTENTION_BACKENDS}, got {self.attention_backend!r}"
+            )
         if self.retrieval not in RETRIEVAL_MODES:
             raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
         if self.prediction not in PREDICTIONS:

@@ -475,3 +475,77 @@ def test_attention_probe_measures_how_sharply_each_query_attends(attention):
     assert max(float(c.effective_keys.mean()) for c in probe.calls) < keys / 10
     assert torch.equal(run(model, x), sharp)  # the hook changes nothing the model computes
     assert not torch.allclose(sharp, expected)
+
+
+# ----------------------------------------------------------------------------------------- attention paths
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("attention", ["memory", "window"])
+@pytest.mark.parametrize("frames,context", [(12, 6), (3, 1)])  # (3, 1): top-k clamped, unused slots masked
+def test_flex_backend_equals_gather_path(attention, frames, context):
+    model = random_model(attention=attention)
+    x = inputs(frames=frames, context_frames=context, batch=2)  # two items: different retrievals per item
+    gather, retrieval = run(model, x, return_retrieval=True)
+    flex, flex_retrieval = run(with_config(model, attention_backend="flex"), x, return_retrieval=True)
+    torch.testing.assert_close(flex, gather, rtol=1e-5, atol=1e-5)
+    for r, s in zip(retrieval, flex_retrieval, strict=True):
+        assert (r is None and s is None) or torch.equal(r.indices, s.indices)
+    with pytest.raises(ConfigError, match="attention_backend"):
+        dit_config("debug", attention_backend="dense")
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_memory_attention_equals_per_frame_loop_with_joint_keys():
+    torch.manual_seed(1)
+    B, T, Tm, N, d, window, frames, top_k = 2, 6, 2, 2, 8, 5, 10, 3
+    mem_frames = frames // 2
+    q, k, v = (torch.randn(B, frames * T, N, d) for _ in range(3))
+    k_mem, v_mem = (torch.randn(B, mem_frames * Tm, N, d) for _ in range(2))
+    eligible = memory_eligibility(frames, mem_frames, window, 2)
+    scores = torch.randn(B, frames, mem_frames).masked_fill(~eligible, float("-inf"))
+    retrieval = select_memory(scores, top_k)
+    want = naive_memory_attention(q, k, v, k_mem, v_mem, scores, frames, window, top_k)
+    joint_k, joint_v = torch.cat([k, k_mem], dim=1), torch.cat([v, v_mem], dim=1)  # keys as the DiT builds them
+    for backend in ("gather", "flex"):
+        got = windowed_memory_attention(q, joint_k, joint_v, frames, window, retrieval=retrieval, backend=backend)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_large_gathers_go_in_chunks_of_bounded_size(monkeypatch, grad):
+    from hydra_wm.models import memory
+
+    torch.manual_seed(2)
+    B, T, Tm, N, d, window, frames = 1, 6, 2, 2, 8, 5, 12
+    q, k, v = (torch.randn(B, frames * T, N, d, requires_grad=grad) for _ in range(3))
+    k_mem, v_mem = (torch.randn(B, frames // 2 * Tm, N, d) for _ in range(2))
+    scores = torch.randn(B, frames, frames // 2).masked_fill(~memory_eligibility(frames, frames // 2, window, 2), -1e9)
+    retrieval = select_memory(scores, 2)
+    keys_per_frame = window * T + 2 * Tm
+    frame_bytes = keys_per_frame * N * d * 4
+    want = windowed_memory_attention(q, k, v, frames, window, k_mem, v_mem, retrieval, chunk_frames=0)
+    monkeypatch.setattr(memory, "GATHER_BYTES", 0)  # no all-at-once gather
+    monkeypatch.setattr(memory, "CHUNK_BYTES", 3 * frame_bytes)  # at most 3 frames' keys per gather
+    calls = []
+    got = windowed_memory_attention(
+        q, k, v, frames, window, k_mem, v_mem, retrieval, chunk_frames=5, hook=lambda q_, k_, v_, m: calls.append(k_)
+    )
+    assert [c.shape[0] for c in calls] == [3, 3, 3, 3] and {c.shape[2] for c in calls} == {keys_per_frame}
+    torch.testing.assert_close(got, want)
+    if grad:  # backward through the chunked gathers reaches every input
+        got.sum().backward()
+        assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (q, k, v))
+
+
+def test_rope_grid_equals_per_token_angles():
+    from hydra_wm.models.dit import Rope3D
+
+    cases = [(128, (6, 5, 7), (1, 1, 1), (0, 0, 0)), (24, (4, 3, 2), (2, 2, 2), (0.5, 0, 0))]
+    for head_dim, shape, strides, offsets in cases:
+        rope = Rope3D(head_dim, 10000.0)
+        f, r, c = torch.meshgrid(
+            *(torch.arange(n, dtype=torch.float64) * s + o for n, s, o in zip(shape, strides, offsets, strict=True)),
+            indexing="ij",
+        )
+        angles = rope.angles(f.flatten(), r.flatten(), c.flatten())[:, None, :]
+        want = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+        assert torch.equal(rope.grid(*shape, strides=strides, offsets=offsets), want)  # bit for bit

@@ -90,15 +90,27 @@ class Rope3D:
         return torch.cat(out, dim=1)
 
     def grid(self, frames: int, rows: int, cols: int, strides=(1, 1, 1), offsets=(0.0, 0.0, 0.0), device=None):
-        """(L, 1, d/2) complex64 rotations for a frame-major grid at positions offset + stride * index."""
-        f, r, c = torch.meshgrid(
-            torch.arange(frames, device=device, dtype=torch.float64) * strides[0] + offsets[0],
-            torch.arange(rows, device=device, dtype=torch.float64) * strides[1] + offsets[1],
-            torch.arange(cols, device=device, dtype=torch.float64) * strides[2] + offsets[2],
-            indexing="ij",
+        """(L, 1, d/2) complex64 rotations for a frame-major grid at positions offset + stride * index.
+
+        Each axis's rotations are computed once (F + H + W rows) and broadcast over the grid: the same float64
+        angles and the same rounding to complex64 as computing them per token, at a fraction of the cost."""
+        axes = []
+        for size, stride, offset, part in zip((frames, rows, cols), strides, offsets, self.parts, strict=True):
+            pos = torch.arange(size, device=device, dtype=torch.float64) * stride + offset
+            inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=device) / part)
+            angles = torch.outer(pos, inv_freq)  # (size, part/2)
+            axes.append(torch.polar(torch.ones_like(angles), angles).to(torch.complex64))
+        f, r, c = axes
+        shape = (frames, rows, cols)
+        table = torch.cat(
+            [
+                f[:, None, None, :].expand(*shape, -1),
+                r[None, :, None, :].expand(*shape, -1),
+                c[None, None, :, :].expand(*shape, -1),
+            ],
+            dim=-1,
         )
-        angles = self.angles(f.flatten(), r.flatten(), c.flatten())[:, None, :]  # (L, 1, d/2)
-        return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+        return table.reshape(frames * rows * cols, 1, -1)
 
 
 def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
@@ -143,50 +155,57 @@ class SelfAttention(nn.Module):
         camera_scores: (B, F, Fm) memory-frame scores from the cameras (`retrieval="camera"`); None: HyDRA's
         learned relevance. attention_hook: shown every attention call (`models.attention`)."""
         cfg = self.cfg
-        frames, rows, cols = grid
+        frames = grid[0]
         heads = lambda t: rearrange(t, "b l (n d) -> b l n d", n=cfg.num_heads)  # (B, L, N, d)
         q = self.norm_q(self.q(h))
-        k = self.norm_k(self.k(h))
-        v = heads(self.v(h))
-        memory = None
+        retrieval = None
         if cfg.attention == "memory" and cfg.top_k > 0:
-            memory = self._retrieve(h, q, grid, camera_scores)  # scores use q before RoPE
+            # Memory tokens go through the block's own key/value projections together with the full-resolution
+            # tokens: k and v come out as [tokens ; memory tokens], the layout the attention gathers from.
+            memory, mem_frames = self._memory_tokens(h, grid)  # (B, Lm, D)
+            kv_input = torch.cat([h, memory], dim=1)
+            del memory
+            k = self.norm_k(self.k(kv_input))
+            v = heads(self.v(kv_input))
+            del kv_input
+            retrieval = self._retrieve(q, k[:, h.shape[1] :], frames, mem_frames, camera_scores)  # before RoPE
+            k_rope = rope.get("keys")
+            if k_rope is None:
+                k_rope = torch.cat([rope["tokens"], rope["memory"]])
+        else:
+            k = self.norm_k(self.k(h))
+            v = heads(self.v(h))
+            k_rope = rope["tokens"]
         # Rebinding q and k frees the un-rotated copies early (the full-resolution activations dominate memory).
         q = apply_rope(heads(q), rope["tokens"])
-        k = apply_rope(heads(k), rope["tokens"])
+        k = apply_rope(heads(k), k_rope)
         if cfg.attention == "full":
             out = dense_attention(q, k, v, hook=attention_hook)
-        elif memory is None:
-            out = windowed_memory_attention(
-                q, k, v, frames, cfg.window, chunk_frames=cfg.attention_chunk_frames, hook=attention_hook
-            )
         else:
-            k_mem, v_mem, retrieval = memory
             out = windowed_memory_attention(
                 q,
                 k,
                 v,
                 frames,
                 cfg.window,
-                k_mem=apply_rope(heads(k_mem), rope["memory"]),
-                v_mem=heads(v_mem),
                 retrieval=retrieval,
                 chunk_frames=cfg.attention_chunk_frames,
                 hook=attention_hook,
+                backend=cfg.attention_backend,
             )
-        return self.o(rearrange(out, "b l n d -> b l (n d)")), (memory[2] if memory else None)
+        return self.o(rearrange(out, "b l n d -> b l (n d)")), retrieval
 
-    def _retrieve(
-        self, h: Tensor, q: Tensor, grid: tuple[int, int, int], camera_scores: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Retrieval]:
-        """Memory tokens (keys/values through the block's own projections) and the top-k choice per frame."""
+    def _memory_tokens(self, h: Tensor, grid: tuple[int, int, int]) -> tuple[Tensor, int]:
+        """The tokenizer's memory tokens (B, Lm, D), frame-major, and their number of frames Fm."""
         frames, rows, _ = grid
         memory = self.tokenizer(rearrange(h, "b (f h w) d -> b d f h w", f=frames, h=rows))  # (B, D, Fm, Hm, Wm)
-        mem_frames = memory.shape[2]
-        memory = rearrange(memory, "b d f h w -> b (f h w) d")  # (B, Lm, D)
-        k_mem = self.norm_k(self.k(memory))
-        v_mem = self.v(memory)
-        eligible = memory_eligibility(frames, mem_frames, self.cfg.window, self.cfg.tokenizer_kernel[0], h.device)
+        return rearrange(memory, "b d f h w -> b (f h w) d"), memory.shape[2]
+
+    def _retrieve(
+        self, q: Tensor, k_mem: Tensor, frames: int, mem_frames: int, camera_scores: Tensor | None = None
+    ) -> Retrieval:
+        """The top-k memory frames per query frame, from the queries and memory keys before RoPE (B, L|Lm, D)."""
+        eligible = memory_eligibility(frames, mem_frames, self.cfg.window, self.cfg.tokenizer_kernel[0], q.device)
         if camera_scores is not None:
             scores = camera_scores.masked_fill(~eligible, float("-inf"))
         else:
@@ -195,7 +214,7 @@ class SelfAttention(nn.Module):
                 rearrange(k_mem, "b (f t) d -> b f t d", f=mem_frames),
                 eligible,
             )
-        return k_mem, v_mem, select_memory(scores, self.cfg.top_k)
+        return select_memory(scores, self.cfg.top_k)
 
 
 class CrossAttention(nn.Module):
@@ -371,7 +390,7 @@ class HydraDiT(nn.Module):
         §1.1; the authors' `get_compressed_freqs_cis_3d`)."""
         kt, kh, kw = self.cfg.tokenizer_kernel
         frames, rows, cols = grid
-        return {
+        tables = {
             "tokens": self.rope.grid(frames, rows, cols, device=device),
             "memory": self.rope.grid(
                 frames // kt,
@@ -382,6 +401,9 @@ class HydraDiT(nn.Module):
                 device=device,
             ),
         }
+        if self.cfg.attention == "memory" and self.cfg.top_k > 0:  # memory mode's keys: [tokens ; memory tokens]
+            tables["keys"] = torch.cat([tables["tokens"], tables["memory"]])
+        return tables
 
     def forward(
         self,
@@ -414,7 +436,9 @@ class HydraDiT(nn.Module):
         # 2. text
         context = self.text_embedding(context.to(dtype))  # (B, Lt, D)
         # 3. patchify, frame-major token order
-        x = rearrange(self.patch_embedding(latents.to(dtype)), "b d f h w -> b (f h w) d")  # (B, L, D)
+        # Contiguous (B, L, D): every later elementwise op and Linear then runs on dense rows (the embedding's
+        # channels-first output, merely viewed as (B, L, D), made each norm and Linear copy it first).
+        x = rearrange(self.patch_embedding(latents.to(dtype)), "b d f h w -> b (f h w) d").contiguous()  # (B, L, D)
         grid = (frames, rows, cols)
         rope = self.rope_tables(grid, latents.device)
         cameras = (cam_context.to(dtype), cam_target.to(dtype))

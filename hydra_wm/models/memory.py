@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ..config import window_starts
+from ..config import ATTENTION_BACKENDS, window_starts
 from .attention import AttentionHook, attention
 
 
@@ -102,6 +102,35 @@ def select_memory(scores: Tensor, top_k: int) -> Retrieval:
 
 GATHER_BYTES = 256 * 2**20
 """Gathered keys and values up to this size are gathered for all query frames at once (`windowed_memory_attention`)."""
+CHUNK_BYTES = 24 * 2**20
+"""Larger inputs gather chunk by chunk, each chunk's keys (and values) at most this size, whatever `chunk_frames`
+asks: freshly allocated buffers above glibc's largest mmap threshold (32 MiB) are mapped and page-faulted anew for
+every chunk, smaller ones are reused from the heap (measured at head dim 128: `benchmarks/dit_forward.py`)."""
+
+
+def key_index(
+    num_frames: int,
+    tokens_per_frame: int,
+    window: int,
+    num_keys: int,
+    retrieval: Retrieval | None = None,
+    memory_tokens_per_frame: int = 0,
+    batch: int = 1,
+) -> Tensor:
+    """(B, F, w*T [+ k*Tm]) rows of the batch-flattened keys (B * Lk rows, each item's Lk = `num_keys` keys: its
+    F*T full-resolution tokens, then its memory tokens) that each query frame attends to: its window's tokens, then
+    its retrieved memory frames' tokens, best first."""
+    device = None if retrieval is None else retrieval.indices.device
+    T = tokens_per_frame
+    starts = window_starts(num_frames, window, device)  # (F,)
+    window_frames = starts[:, None] + torch.arange(window, device=device)  # (F, w)
+    index = rearrange(window_frames[:, :, None] * T + torch.arange(T, device=device), "f w t -> f (w t)")
+    index = index.expand(batch, -1, -1)  # (B, F, w*T)
+    if retrieval is not None:
+        Tm = memory_tokens_per_frame
+        memory = retrieval.indices[..., None] * Tm + torch.arange(Tm, device=device) + num_frames * T  # (B, F, k, Tm)
+        index = torch.cat([index, rearrange(memory, "b f k t -> b f (k t)")], dim=2)
+    return index + torch.arange(batch, device=device)[:, None, None] * num_keys
 
 
 def windowed_memory_attention(
@@ -115,78 +144,132 @@ def windowed_memory_attention(
     retrieval: Retrieval | None = None,
     chunk_frames: int = 0,
     hook: AttentionHook | None = None,
+    backend: str = "gather",
 ) -> Tensor:
     """Each query frame attends to its local window plus (optionally) its retrieved memory frames.
 
-    q, k, v: (B, F*T, N, d) full-resolution tokens after RoPE, frame-major.
-    k_mem, v_mem: (B, Fm*Tm, N, d) memory tokens after RoPE; retrieval: the chosen memory frames.
-    chunk_frames: query frames per attention call (0: all at once); hook: shown every call (`models.attention`).
-    Returns (B, F*T, N, d).
+    q: (B, F*T, N, d) full-resolution queries after RoPE, frame-major. k, v: (B, F*T, N, d) the full-resolution
+    keys and values after RoPE, or (B, F*T + Fm*Tm, N, d) with the memory tokens appended (then k_mem and v_mem
+    are None: the caller built them in one tensor, which spares a copy here). k_mem, v_mem: (B, Fm*Tm, N, d)
+    memory tokens after RoPE; retrieval: the chosen memory frames (None: window only).
+    chunk_frames: query frames per attention call at most (0: all at once); hook: shown every call
+    (`models.attention`). backend: `gather` (the keys of each chunk of query frames gathered, then
+    `attention`) or `flex` (`flex_memory_attention`: no gathered copies; the gather path runs instead when a hook
+    is given, since the hook is shown the gathered keys). Returns (B, F*T, N, d).
     """
     B, L, N, d = q.shape
     T = L // num_frames
     window = min(window, num_frames)
-    device = q.device
-    # Token indices of each query frame's window, then (optionally) of its retrieved memory frames.
-    starts = window_starts(num_frames, window, device)  # (F,)
-    window_frames = starts[:, None] + torch.arange(window, device=device)  # (F, w)
-    tokens = torch.arange(T, device=device)
-    window_index = rearrange(window_frames[:, :, None] * T + tokens, "f w t -> f (w t)")  # (F, w*T)
-    use_memory = retrieval is not None and k_mem is not None and v_mem is not None
-    if use_memory:
-        Lm = k_mem.shape[1]
-        Tm = Lm // retrieval.all_scores.shape[-1]
-        memory_index = retrieval.indices[..., None] * Tm + torch.arange(Tm, device=device)  # (B, F, k, Tm)
-        # Indices into the batch-flattened memory tokens (B*Lm), so that one index_select serves every batch item.
-        batch_offset = torch.arange(B, device=device)[:, None, None] * Lm
-        memory_index = rearrange(memory_index, "b f k t -> b f (k t)") + batch_offset
-        k_mem_flat, v_mem_flat = k_mem.reshape(B * Lm, N, d), v_mem.reshape(B * Lm, N, d)
+    use_memory = retrieval is not None
+    if use_memory and k_mem is not None:
+        k, v = torch.cat([k, k_mem], dim=1), torch.cat([v, v_mem], dim=1)
+    elif not use_memory:
+        k, v = k[:, :L], v[:, :L]
+    if backend == "flex" and hook is None:
+        return flex_memory_attention(q, k, v, num_frames, window, retrieval)
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"backend: expected one of {ATTENTION_BACKENDS}, got {backend!r}")
+    num_keys = k.shape[1]  # per batch item
+    Tm = (num_keys - L) // retrieval.all_scores.shape[-1] if use_memory else 0
+    # One index_select per chunk from the batch-flattened [keys ; memory keys] builds each frame's key list in
+    # its final layout (window tokens, then retrieved memory tokens), with no concatenation per chunk.
+    index = key_index(num_frames, T, window, num_keys, retrieval, Tm, B).to(q.device)  # (B, F, Lk)
+    keys_per_frame = index.shape[-1]
+    k_flat, v_flat = k.reshape(B * num_keys, N, d), v.reshape(B * num_keys, N, d)
+    mask = None
+    if use_memory and not bool(retrieval.valid.all()):
         # Unused slots (fewer eligible memory frames than k) are masked out of the softmax.
-        slot_ok = None if bool(retrieval.valid.all()) else retrieval.valid.repeat_interleave(Tm, dim=2)
+        window_ok = retrieval.valid.new_ones(B, num_frames, window * T)
+        mask = torch.cat([window_ok, retrieval.valid.repeat_interleave(Tm, dim=2)], dim=2)  # (B, F, Lk)
     queries = rearrange(q, "b (f t) n d -> b f n t d", f=num_frames)  # (B, F, N, T, d)
 
-    def gather(frames: slice) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Keys, values (B, f, Lk, N, d) and the slot mask ((B, f, Lk) or None) of the query frames."""
-        chunk_window = window_index[frames]  # (f, w*T)
-        f = chunk_window.shape[0]
-        keys = k.index_select(1, chunk_window.flatten()).view(B, f, -1, N, d)  # (B, f, w*T, N, d)
-        values = v.index_select(1, chunk_window.flatten()).view(B, f, -1, N, d)
-        mask = None
-        if use_memory:
-            chunk_memory = memory_index[:, frames].flatten()  # keys/values below: (B, f, Lk, N, d)
-            keys = torch.cat([keys, k_mem_flat.index_select(0, chunk_memory).view(B, f, -1, N, d)], dim=2)
-            values = torch.cat([values, v_mem_flat.index_select(0, chunk_memory).view(B, f, -1, N, d)], dim=2)
-            if slot_ok is not None:
-                window_ok = slot_ok.new_ones(*slot_ok[:, frames].shape[:2], window * T)
-                mask = torch.cat([window_ok, slot_ok[:, frames]], dim=2)
-        return keys, values, mask
+    def gather(frames: slice) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, f, Lk, N, d) of the query frames."""
+        rows = index[:, frames].flatten()
+        f = index[:, frames].shape[1]
+        return k_flat.index_select(0, rows).view(B, f, -1, N, d), v_flat.index_select(0, rows).view(B, f, -1, N, d)
 
     step = chunk_frames if chunk_frames > 0 else num_frames
-    chunks = [slice(first, first + step) for first in range(0, num_frames, step)]
     # Gathers use index_select, whose backward is one index_add into a zero-filled tensor of the source's size
     # (advanced indexing's backward, an accumulating index_put, is several times slower on the CPU). When every
     # frame's keys fit in `GATHER_BYTES`, they are gathered at once and split into the chunks (split's backward is
     # a concatenation), so that the zero fill happens once per block instead of once per chunk: 1.7x faster
     # windowed attention forward+backward for `flatland-tiny` training on a CPU. Larger inputs (the real model)
-    # gather chunk by chunk to bound memory. Query frames go in chunks only to bound the attention's memory; the
-    # result is identical either way.
-    keys_per_frame = window * T + (memory_index.shape[-1] if use_memory else 0)
-    gathered_bytes = 2 * B * num_frames * keys_per_frame * N * d * k.element_size()
-    if len(chunks) > 1 and gathered_bytes <= GATHER_BYTES:
-        keys, values, mask = gather(slice(0, num_frames))
-        masks = [None] * len(chunks) if mask is None else mask.split(step, dim=1)
-        gathered = zip(chunks, keys.split(step, dim=1), values.split(step, dim=1), masks, strict=True)
+    # gather chunk by chunk, each chunk at most `CHUNK_BYTES`, to bound memory; so does every forward without
+    # gradient (no zero fill to save; smaller buffers stay in cache). Query frames go in chunks only to bound the
+    # attention's memory; the result is identical either way.
+    frame_bytes = B * keys_per_frame * N * d * k.element_size()
+    backward = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)
+    at_once = backward and step < num_frames and 2 * num_frames * frame_bytes <= GATHER_BYTES
+    if chunk_frames > 0 and not at_once:
+        step = max(1, min(step, CHUNK_BYTES // frame_bytes))
+    chunks = [slice(first, first + step) for first in range(0, num_frames, step)]
+    if at_once:
+        keys, values = gather(slice(0, num_frames))
+        gathered = zip(chunks, keys.split(step, dim=1), values.split(step, dim=1), strict=True)
     else:
         gathered = ((frames, *gather(frames)) for frames in chunks)
     outputs = []
     # Queries split too: slicing a chunk out of them would zero-fill a query-sized gradient per chunk.
-    for chunk_queries, (_, keys, values, mask) in zip(queries.split(step, dim=1), gathered, strict=True):
+    for chunk_queries, (frames, keys, values) in zip(queries.split(step, dim=1), gathered, strict=True):
         chunk_out = attention(
             rearrange(chunk_queries, "b f n t d -> (b f) n t d"),
             rearrange(keys, "b f l n d -> (b f) n l d"),
             rearrange(values, "b f l n d -> (b f) n l d"),
-            None if mask is None else rearrange(mask, "b f l -> (b f) 1 1 l"),
+            None if mask is None else rearrange(mask[:, frames], "b f l -> (b f) 1 1 l"),
             hook,
         )  # (B*f, N, T, d)
         outputs.append(rearrange(chunk_out, "(b f) n t d -> b f t n d", b=B))
     return rearrange(torch.cat(outputs, dim=1), "b f t n d -> b (f t) n d")
+
+
+_compiled_flex_attention = None
+
+
+def flex_memory_attention(
+    q: Tensor, k: Tensor, v: Tensor, num_frames: int, window: int, retrieval: Retrieval | None = None
+) -> Tensor:
+    """`windowed_memory_attention` as one torch FlexAttention call with a block mask, gathering nothing.
+
+    q: (B, F*T, N, d); k, v: (B, F*T [+ Fm*Tm], N, d) full-resolution keys [then memory keys]; retrieval as there.
+    Query token t of frame i may see key j when j is a full-resolution token of a frame in i's window, or a memory
+    token of one of i's valid retrieved memory frames: the same keys as the gather path, in one softmax (the order
+    of the keys differs, so results agree to rounding). The block mask lets the kernel skip key blocks no query of
+    a query block sees, so memory traffic follows the keys used instead of copying them per chunk. On CUDA the
+    kernel is compiled (`torch.compile`, once per process and shape); elsewhere it runs eagerly (a dense reference
+    computation: for tests, not speed)."""
+    global _compiled_flex_attention
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    B, L, N, d = q.shape
+    T = L // num_frames
+    num_keys = k.shape[1]
+    device = q.device
+    window = min(window, num_frames)
+    starts = window_starts(num_frames, window, device)  # (F,)
+    if retrieval is not None:
+        mem_frames = retrieval.all_scores.shape[-1]
+        Tm = (num_keys - L) // mem_frames
+        chosen = torch.zeros(B, num_frames, mem_frames, dtype=torch.bool, device=device)
+        chosen.scatter_(2, retrieval.indices.to(device), retrieval.valid.to(device))  # (B, F, Fm)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        frame = q_idx // T
+        start = starts[frame]
+        kv_frame = kv_idx // T
+        allowed = (kv_idx < L) & (kv_frame >= start) & (kv_frame < start + window)
+        if retrieval is not None:
+            memory_frame = ((kv_idx - L).clamp(min=0) // Tm).clamp(max=mem_frames - 1)
+            allowed = allowed | ((kv_idx >= L) & chosen[b, frame, memory_frame])
+        return allowed
+
+    cuda = device.type == "cuda"
+    # On CUDA the mask is built block by block by a compiled kernel (the dense mask would be B x L x Lk bytes).
+    block_mask = create_block_mask(mask_mod, B, None, L, num_keys, device=device, _compile=cuda)
+    run = flex_attention
+    if cuda:
+        if _compiled_flex_attention is None:
+            _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
+        run = _compiled_flex_attention
+    out = run(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=block_mask)  # (B, N, L, d)
+    return out.transpose(1, 2)
