@@ -549,3 +549,22 @@ def test_rope_grid_equals_per_token_angles():
         angles = rope.angles(f.flatten(), r.flatten(), c.flatten())[:, None, :]
         want = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
         assert torch.equal(rope.grid(*shape, strides=strides, offsets=offsets), want)  # bit for bit
+
+
+def test_inference_reuses_temporaries_without_changing_results_or_inputs():
+    model = random_model()
+    x = inputs(frames=8, batch=2)
+    args = (x["latents"], x["timestep"], x["context"], x["cam_context"], x["cam_target"])
+    copies = [a.clone() for a in args]
+    inference = run(model, x)  # no autograd: results written over temporaries
+    with torch.enable_grad():
+        training = model(*args)  # autograd on: every op allocates its result
+    assert training.requires_grad and torch.equal(inference, training.detach())  # bit for bit
+    assert all(torch.equal(a, c) for a, c in zip(args, copies, strict=True))  # inputs untouched
+    block, h = model.blocks[0], torch.randn(2, 8 * 24, model.cfg.dim)
+    kept = h.clone()
+    t_mod, cams = torch.randn(2, 6, model.cfg.dim), (x["cam_context"], x["cam_target"])
+    rope = model.rope_tables((8, 4, 6), None)
+    with torch.no_grad():
+        block(h, torch.randn(2, 5, model.cfg.dim), t_mod, cams, (8, 4, 6), rope)
+    assert torch.equal(h, kept)  # a block never overwrites the residual stream it was given

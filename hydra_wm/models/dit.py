@@ -42,6 +42,15 @@ def sinusoidal_embedding(timestep: Tensor, dim: int) -> Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
+def reuse_temporaries() -> bool:
+    """True when autograd records nothing, so that an op may write its result over a temporary it alone holds.
+
+    Inference does so (bit for bit the same results): on the CPU every fresh full-size tensor is page-faulted in
+    anew (glibc maps large blocks and unmaps them when freed), which costs about as much as an elementwise op.
+    Tensors a caller passed in are never overwritten."""
+    return not torch.is_grad_enabled()
+
+
 class RMSNorm(nn.Module):
     """RMSNorm over the full width, computed in float32, then times the weight (Wan2.1 WanRMSNorm)."""
 
@@ -52,8 +61,11 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # fused: no full-size temporaries
-        return F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype) * self.weight
+            if reuse_temporaries():  # the same products as F.rms_norm with the weight, one temporary fewer
+                return F.rms_norm(x, (x.shape[-1],), None, self.eps).mul_(self.weight)
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        out = F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype)
+        return out.mul_(self.weight) if reuse_temporaries() and out.dtype == self.weight.dtype else out * self.weight
 
 
 class LayerNorm(nn.LayerNorm):
@@ -65,9 +77,10 @@ class LayerNorm(nn.LayerNorm):
         return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """x * (1 + scale) + shift, in one pass (addcmul allocates only the output)."""
-    return torch.addcmul(shift, x, 1 + scale)
+def modulate(x: Tensor, shift: Tensor, scale: Tensor, *, overwrite: bool = False) -> Tensor:
+    """x * (1 + scale) + shift, in one pass (addcmul allocates only the output; none with `overwrite`, which
+    writes the result over x: for a temporary x when `reuse_temporaries()`)."""
+    return torch.addcmul(shift, x, 1 + scale, out=x if overwrite else None)
 
 
 class Rope3D:
@@ -113,10 +126,14 @@ class Rope3D:
         return table.reshape(frames * rows * cols, 1, -1)
 
 
-def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
-    """Rotate adjacent channel pairs (2i, 2i+1) as complex numbers (float32 maths). x: (B, L, N, d)."""
+def apply_rope(x: Tensor, rotation: Tensor, *, overwrite: bool = False) -> Tensor:
+    """Rotate adjacent channel pairs (2i, 2i+1) as complex numbers (float32 maths). x: (B, L, N, d).
+
+    overwrite: x is a temporary (`reuse_temporaries()`): a contiguous float32 x is rotated in place."""
     pairs = torch.view_as_complex(rearrange(x.float(), "b l n (c two) -> b l n c two", two=2).contiguous())
-    return rearrange(torch.view_as_real(pairs * rotation), "b l n c two -> b l n (c two)").to(x.dtype)
+    in_place = overwrite and pairs.data_ptr() == x.data_ptr()
+    rotated = torch.mul(pairs, rotation, out=pairs if in_place else None)
+    return rearrange(torch.view_as_real(rotated), "b l n c two -> b l n (c two)").to(x.dtype)
 
 
 class MemoryTokenizer(nn.Module):
@@ -177,8 +194,9 @@ class SelfAttention(nn.Module):
             v = heads(self.v(h))
             k_rope = rope["tokens"]
         # Rebinding q and k frees the un-rotated copies early (the full-resolution activations dominate memory).
-        q = apply_rope(heads(q), rope["tokens"])
-        k = apply_rope(heads(k), k_rope)
+        # (The retrieval above has read q and the memory keys before RoPE; both may now be rotated in place.)
+        q = apply_rope(heads(q), rope["tokens"], overwrite=reuse_temporaries())
+        k = apply_rope(heads(k), k_rope, overwrite=reuse_temporaries())
         if cfg.attention == "full":
             out = dense_attention(q, k, v, hook=attention_hook)
         else:
@@ -268,18 +286,26 @@ class DiTBlock(nn.Module):
         """x: (B, L, D), context: (B, Lt, D), t_mod: (B, 6, D), cameras: (B, Fc, 12), (B, Ft, 12);
         camera_scores, attention_hook: see `SelfAttention.forward`."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.modulation + t_mod).chunk(6, dim=1)
-        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        reuse = reuse_temporaries()  # results over temporaries; never over x, which the caller may hold
+        h = modulate(self.norm1(x), shift_msa, scale_msa, overwrite=reuse)
         # Camera embeddings join the attention input only (not the residual stream), one per frame.
         cam_context, cam_target = cameras
         camera = torch.cat([self.cam_encoder_con(cam_context), self.cam_encoder_tgt(cam_target)], dim=1)  # (B,F,D)
-        h = rearrange(
-            rearrange(h, "b (f t) d -> b f t d", f=grid[0]) + camera[:, :, None, :], "b f t d -> b (f t) d"
-        )  # (B, L, D)
+        frames = rearrange(h, "b (f t) d -> b f t d", f=grid[0])
+        frames = frames.add_(camera[:, :, None, :]) if reuse else frames + camera[:, :, None, :]
+        h = rearrange(frames, "b f t d -> b (f t) d")  # (B, L, D)
+        del frames
         attn, retrieval = self.self_attn(h, grid, rope, camera_scores, attention_hook)
         del h  # free the attention input before the residual updates (full-resolution activations dominate)
-        x = torch.addcmul(x, gate_msa, self.projector(attn))  # x + gate_msa * projector(attn)
-        x = x + self.cross_attn(self.norm3(x), context)  # no gate (Wan2.1)
-        x = torch.addcmul(x, gate_mlp, self.ffn(modulate(self.norm2(x), shift_mlp, scale_mlp)))
+        projected = self.projector(attn)
+        del attn
+        x = torch.addcmul(x, gate_msa, projected, out=projected if reuse else None)  # x + gate_msa * projector(attn)
+        del projected
+        cross = self.cross_attn(self.norm3(x), context)
+        x = cross.add_(x) if reuse else x + cross  # no gate (Wan2.1); the same sum either way
+        del cross
+        ffn = self.ffn(modulate(self.norm2(x), shift_mlp, scale_mlp, overwrite=reuse))
+        x = torch.addcmul(x, gate_mlp, ffn, out=ffn if reuse else None)
         return x, retrieval
 
 
@@ -295,7 +321,7 @@ class Head(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """x: (B, L, D), t: (B, D) time embedding (not t_mod) -> (B, L, out_dim * prod(patch))."""
         shift, scale = (self.modulation + t[:, None, :]).chunk(2, dim=1)  # (B, 1, D) each; works for B > 1
-        return self.head(modulate(self.norm(x), shift, scale))
+        return self.head(modulate(self.norm(x), shift, scale, overwrite=reuse_temporaries()))
 
 
 class HydraDiT(nn.Module):
