@@ -129,10 +129,10 @@ class Rope3D:
 def apply_rope(x: Tensor, rotation: Tensor, *, overwrite: bool = False) -> Tensor:
     """Rotate adjacent channel pairs (2i, 2i+1) as complex numbers (float32 maths). x: (B, L, N, d).
 
-    overwrite: x is a temporary (`reuse_temporaries()`): a contiguous float32 x is rotated in place."""
+    overwrite: x is a temporary (`reuse_temporaries()`): the rotation is written over the float32 pairs, x itself
+    when x is contiguous float32, else the float32 copy just made of it."""
     pairs = torch.view_as_complex(rearrange(x.float(), "b l n (c two) -> b l n c two", two=2).contiguous())
-    in_place = overwrite and pairs.data_ptr() == x.data_ptr()
-    rotated = torch.mul(pairs, rotation, out=pairs if in_place else None)
+    rotated = torch.mul(pairs, rotation, out=pairs if overwrite else None)
     return rearrange(torch.view_as_real(rotated), "b l n c two -> b l n (c two)").to(x.dtype)
 
 
@@ -463,8 +463,12 @@ class HydraDiT(nn.Module):
         context = self.text_embedding(context.to(dtype))  # (B, Lt, D)
         # 3. patchify, frame-major token order
         # Contiguous (B, L, D): every later elementwise op and Linear then runs on dense rows (the embedding's
-        # channels-first output, merely viewed as (B, L, D), made each norm and Linear copy it first).
-        x = rearrange(self.patch_embedding(latents.to(dtype)), "b d f h w -> b (f h w) d").contiguous()  # (B, L, D)
+        # channels-first output, merely viewed as (B, L, D), made each norm and Linear copy it first). With a
+        # channels-last input oneDNN writes the tokens in that order itself (bf16 on the CPU: no transposing copy;
+        # the same values), else `contiguous` copies once.
+        patches = self.patch_embedding(latents.to(dtype).contiguous(memory_format=torch.channels_last_3d))
+        x = rearrange(patches, "b d f h w -> b (f h w) d").contiguous()  # (B, L, D)
+        del patches
         grid = (frames, rows, cols)
         rope = self.rope_tables(grid, latents.device)
         cameras = (cam_context.to(dtype), cam_target.to(dtype))

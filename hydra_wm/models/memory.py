@@ -103,9 +103,10 @@ def select_memory(scores: Tensor, top_k: int) -> Retrieval:
 GATHER_BYTES = 256 * 2**20
 """Gathered keys and values up to this size are gathered for all query frames at once (`windowed_memory_attention`)."""
 CHUNK_BYTES = 24 * 2**20
-"""Larger inputs gather chunk by chunk, each chunk's keys (and values) at most this size, whatever `chunk_frames`
-asks: freshly allocated buffers above glibc's largest mmap threshold (32 MiB) are mapped and page-faulted anew for
-every chunk, smaller ones are reused from the heap (measured at head dim 128: `benchmarks/dit_forward.py`)."""
+"""On the CPU, larger inputs gather chunk by chunk, each chunk's keys (and values) at most this size, whatever
+`chunk_frames` asks: freshly allocated buffers above glibc's largest mmap threshold (32 MiB) are mapped and
+page-faulted anew for every chunk, smaller ones are reused from the heap (head dim 128: 2 frames per chunk instead
+of 4 in float32)."""
 
 
 def key_index(
@@ -201,7 +202,7 @@ def windowed_memory_attention(
     frame_bytes = B * keys_per_frame * N * d * k.element_size()
     backward = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)
     at_once = backward and step < num_frames and 2 * num_frames * frame_bytes <= GATHER_BYTES
-    if chunk_frames > 0 and not at_once:
+    if chunk_frames > 0 and not at_once and k.device.type == "cpu":  # (CUDA's caching allocator maps nothing)
         step = max(1, min(step, CHUNK_BYTES // frame_bytes))
     chunks = [slice(first, first + step) for first in range(0, num_frames, step)]
     if at_once:
