@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
     parser.add_argument("--tiny", action="store_true", help="tiny models and clip (automatic without CUDA)")
     parser.add_argument("--steps", type=int, default=2, help="guided denoising steps to time (default 2)")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="start no phase after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=360.0, help="start no phase after this many seconds")
     parser.add_argument(
         "--phases", nargs="+", choices=("forward", "generation", "offload", "train"),
         default=["forward", "generation", "offload", "train"],
