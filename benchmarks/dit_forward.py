@@ -105,8 +105,8 @@ def attention_kernel_seconds(call) -> tuple[float, float]:
 
 def run_case(case: dict) -> dict:
     """Runs inside the child process: one side, one fixture, one dtype."""
-    if case["side"] == "baseline":
-        sys.path.insert(0, case["src"])
+    # `ours` is the checkout this script lives in, whatever hydra_wm is installed; `baseline` another checkout.
+    sys.path.insert(0, case["src"] if case["side"] == "baseline" else str(ROOT))
     import torch
     from safetensors.torch import load_file
 
@@ -150,6 +150,7 @@ def run_case(case: dict) -> dict:
 
 def run_sweep_case(case: dict) -> dict:
     """Runs inside the child process: the parity fixture's model on random latents of another length."""
+    sys.path.insert(0, str(ROOT))
     import torch
     from safetensors.torch import load_file
 
