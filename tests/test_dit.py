@@ -551,9 +551,10 @@ def test_rope_grid_equals_per_token_angles():
         assert torch.equal(rope.grid(*shape, strides=strides, offsets=offsets), want)  # bit for bit
 
 
-def test_inference_reuses_temporaries_without_changing_results_or_inputs():
+@pytest.mark.parametrize("batch", [1, 2])  # batch 1: the keys' parts are rotated in place, one by one
+def test_inference_reuses_temporaries_without_changing_results_or_inputs(batch):
     model = random_model()
-    x = inputs(frames=8, batch=2)
+    x = inputs(frames=8, batch=batch)
     args = (x["latents"], x["timestep"], x["context"], x["cam_context"], x["cam_target"])
     copies = [a.clone() for a in args]
     inference = run(model, x)  # no autograd: results written over temporaries
@@ -561,10 +562,10 @@ def test_inference_reuses_temporaries_without_changing_results_or_inputs():
         training = model(*args)  # autograd on: every op allocates its result
     assert training.requires_grad and torch.equal(inference, training.detach())  # bit for bit
     assert all(torch.equal(a, c) for a, c in zip(args, copies, strict=True))  # inputs untouched
-    block, h = model.blocks[0], torch.randn(2, 8 * 24, model.cfg.dim)
+    block, h = model.blocks[0], torch.randn(batch, 8 * 24, model.cfg.dim)
     kept = h.clone()
-    t_mod, cams = torch.randn(2, 6, model.cfg.dim), (x["cam_context"], x["cam_target"])
+    t_mod, cams = torch.randn(batch, 6, model.cfg.dim), (x["cam_context"], x["cam_target"])
     rope = model.rope_tables((8, 4, 6), None)
     with torch.no_grad():
-        block(h, torch.randn(2, 5, model.cfg.dim), t_mod, cams, (8, 4, 6), rope)
+        block(h, torch.randn(batch, 5, model.cfg.dim), t_mod, cams, (8, 4, 6), rope)
     assert torch.equal(h, kept)  # a block never overwrites the residual stream it was given

@@ -136,6 +136,20 @@ def apply_rope(x: Tensor, rotation: Tensor, *, overwrite: bool = False) -> Tenso
     return rearrange(torch.view_as_real(rotated), "b l n c two -> b l n (c two)").to(x.dtype)
 
 
+def rotate_keys(k: Tensor, tables: tuple[Tensor, ...]) -> Tensor:
+    """RoPE over keys (B, L, N, d) made of consecutive parts (tokens, then memory tokens), each with its table.
+
+    Inference on contiguous float32 keys of one batch item rotates each part in place (each is a contiguous
+    slice): no joined table and no copy. Otherwise the tables are joined and the keys rotated at once."""
+    if reuse_temporaries() and k.dtype == torch.float32 and k.is_contiguous() and k.shape[0] == 1:
+        first = 0
+        for table in tables:
+            apply_rope(k[:, first : first + table.shape[0]], table, overwrite=True)  # in place
+            first += table.shape[0]
+        return k
+    return apply_rope(k, tables[0] if len(tables) == 1 else torch.cat(tables), overwrite=reuse_temporaries())
+
+
 class MemoryTokenizer(nn.Module):
     """Compresses (B, D, F, H, W) features into memory tokens with one strided Conv3d (kernel = stride)."""
 
@@ -186,17 +200,15 @@ class SelfAttention(nn.Module):
             v = heads(self.v(kv_input))
             del kv_input
             retrieval = self._retrieve(q, k[:, h.shape[1] :], frames, mem_frames, camera_scores)  # before RoPE
-            k_rope = rope.get("keys")
-            if k_rope is None:
-                k_rope = torch.cat([rope["tokens"], rope["memory"]])
+            tables = (rope["tokens"], rope["memory"])
         else:
             k = self.norm_k(self.k(h))
             v = heads(self.v(h))
-            k_rope = rope["tokens"]
+            tables = (rope["tokens"],)
         # Rebinding q and k frees the un-rotated copies early (the full-resolution activations dominate memory).
         # (The retrieval above has read q and the memory keys before RoPE; both may now be rotated in place.)
         q = apply_rope(heads(q), rope["tokens"], overwrite=reuse_temporaries())
-        k = apply_rope(heads(k), k_rope, overwrite=reuse_temporaries())
+        k = rotate_keys(heads(k), tables)
         if cfg.attention == "full":
             out = dense_attention(q, k, v, hook=attention_hook)
         else:
@@ -416,7 +428,7 @@ class HydraDiT(nn.Module):
         §1.1; the authors' `get_compressed_freqs_cis_3d`)."""
         kt, kh, kw = self.cfg.tokenizer_kernel
         frames, rows, cols = grid
-        tables = {
+        return {
             "tokens": self.rope.grid(frames, rows, cols, device=device),
             "memory": self.rope.grid(
                 frames // kt,
@@ -427,9 +439,6 @@ class HydraDiT(nn.Module):
                 device=device,
             ),
         }
-        if self.cfg.attention == "memory" and self.cfg.top_k > 0:  # memory mode's keys: [tokens ; memory tokens]
-            tables["keys"] = torch.cat([tables["tokens"], tables["memory"]])
-        return tables
 
     def forward(
         self,

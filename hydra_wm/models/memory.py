@@ -200,7 +200,7 @@ def windowed_memory_attention(
     # gradient (no zero fill to save; smaller buffers stay in cache). Query frames go in chunks only to bound the
     # attention's memory; the result is identical either way.
     frame_bytes = B * keys_per_frame * N * d * k.element_size()
-    backward = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)
+    backward = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     at_once = backward and step < num_frames and 2 * num_frames * frame_bytes <= GATHER_BYTES
     if chunk_frames > 0 and not at_once and k.device.type == "cpu":  # (CUDA's caching allocator maps nothing)
         step = max(1, min(step, CHUNK_BYTES // frame_bytes))
@@ -210,7 +210,9 @@ def windowed_memory_attention(
         gathered = zip(chunks, keys.split(step, dim=1), values.split(step, dim=1), strict=True)
     else:
         gathered = ((frames, *gather(frames)) for frames in chunks)
-    outputs = []
+    # Without autograd each chunk's output goes straight into place (a list and a concatenation would hold the
+    # output twice at the end).
+    outputs = [] if backward else q.new_empty(B, num_frames, T, N, d)
     # Queries split too: slicing a chunk out of them would zero-fill a query-sized gradient per chunk.
     for chunk_queries, (frames, keys, values) in zip(queries.split(step, dim=1), gathered, strict=True):
         chunk_out = attention(
@@ -220,8 +222,12 @@ def windowed_memory_attention(
             None if mask is None else rearrange(mask[:, frames], "b f l -> (b f) 1 1 l"),
             hook,
         )  # (B*f, N, T, d)
-        outputs.append(rearrange(chunk_out, "(b f) n t d -> b f t n d", b=B))
-    return rearrange(torch.cat(outputs, dim=1), "b f t n d -> b (f t) n d")
+        chunk_out = rearrange(chunk_out, "(b f) n t d -> b f t n d", b=B)
+        if backward:
+            outputs.append(chunk_out)
+        else:
+            outputs[:, frames].copy_(chunk_out)
+    return rearrange(torch.cat(outputs, dim=1) if backward else outputs, "b f t n d -> b (f t) n d")
 
 
 _compiled_flex_attention = None
