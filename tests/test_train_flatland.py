@@ -169,11 +169,12 @@ def test_chunk_items_are_what_a_rollout_feeds_the_model():
     assert torch.equal(item["target_cameras"], whole["target_cameras"][:20])
 
     index = next(i for i, c in enumerate(picked) if c >= 5)
+    model = load_flatland_model("memory")
+    chunks.set_kernel(model.dit.cfg.tokenizer_kernel[0])  # the rollout pre-selects in the model's units
     item, chunk = chunks[index], picked[index]
     start = config.context_frames + 20 * chunk
     assert item["context_frames"].tolist()[-8:] == list(range(start - 8, start))  # the 8 newest frames
     assert len(set(item["context_frames"].tolist())) == 20 and item["context_frames"].max() < start
-    model = load_flatland_model("memory")
     clip = render_clip(config, 3, index)
     poses = camera_poses(clip.camera_to_world)
     bank = MemoryBank()
