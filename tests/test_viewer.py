@@ -115,13 +115,14 @@ def test_demo_retrieval_is_the_records_last_step_per_block(demo_folder):
     assert view["kind"] == "blocks" and view["step"] == record.indices.shape[0] - 1
     assert len(view["blocks"]) == record.indices.shape[1]
     query = 20 + t  # Flatland: one latent frame per video frame
+    kt = load_flatland_model("memory").dit.cfg.tokenizer_kernel[0]
     for block in view["blocks"]:
         b = block["block"]
         keep = record.valid[-1, b, 0, query]
         assert [i["memory"] for i in block["items"]] == record.indices[-1, b, 0, query][keep].tolist()
         assert [i["score"] for i in block["items"]] == pytest.approx(record.scores[-1, b, 0, query][keep].tolist())
-        for item in block["items"]:  # memory frame j summarises frames 2j, 2j + 1
-            assert item["frames"] == [2 * item["memory"], 2 * item["memory"] + 1]
+        for item in block["items"]:  # memory frame j summarises frames kj .. kj + k - 1 (k: tokenizer kernel)
+            assert item["frames"] == list(range(kt * item["memory"], kt * item["memory"] + kt))
             assert item["stream"] == ("context" if item["frame"] < 20 else "generated")
     assert sample.retrieval(t, step=0)["blocks"] != view["blocks"]
     with pytest.raises(InputError, match="out of range"):
