@@ -34,6 +34,7 @@ import time
 
 import torch
 
+from hydra_wm.models.loading import random_weights
 from hydra_wm.offload import OFFLOAD_MODES
 
 GB = 1e9
@@ -53,13 +54,7 @@ def peak_rss() -> float:
 
 def materialise(module: torch.nn.Module, dtype: torch.dtype, device: str, seed: int) -> torch.nn.Module:
     """Allocate a meta-device module on `device` in `dtype` and fill it with small random weights."""
-    module = module.to(dtype).to_empty(device=device)
-    generator = torch.Generator(device).manual_seed(seed)
-    with torch.no_grad():
-        for tensor in [*module.parameters(), *module.buffers()]:
-            if tensor.is_floating_point():
-                tensor.normal_(0.0, 0.02, generator=generator)
-    return module.eval().requires_grad_(False)
+    return random_weights(module, dtype, device, seed)
 
 
 def nbytes(module: torch.nn.Module) -> int:

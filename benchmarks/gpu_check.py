@@ -99,14 +99,9 @@ class Check:
 
     def random_module(self, module, device, seed: int, dtype=None):
         """A meta-device module materialised on `device` with small random weights."""
-        torch = self.torch
-        module = module.to(dtype or self.dtype).to_empty(device=device)
-        generator = torch.Generator(device).manual_seed(seed)
-        with torch.no_grad():
-            for tensor in [*module.parameters(), *module.buffers()]:
-                if tensor.is_floating_point():
-                    tensor.normal_(0.0, 0.02, generator=generator)
-        return module.eval().requires_grad_(False)
+        from hydra_wm.models.loading import random_weights
+
+        return random_weights(module, dtype or self.dtype, device, seed)
 
     def dit(self, device=None, dtype=None, **overrides):
         from hydra_wm.models.dit import HydraDiT

@@ -202,3 +202,15 @@ class EncoderFiles:
                 f"missing checkpoint files: {', '.join(missing)} (from {WAN21_URL}); nothing is downloaded"
             )
         return self
+
+
+def random_weights(module: torch.nn.Module, dtype: torch.dtype, device, seed: int) -> torch.nn.Module:
+    """A meta-device `module` materialised on `device` in `dtype` with small random weights N(0, 0.02²), eval mode,
+    no gradients: real-size models for memory and speed checks without weight files (benchmarks/)."""
+    module = module.to(dtype).to_empty(device=device)
+    generator = torch.Generator(device).manual_seed(seed)
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.is_floating_point():
+                tensor.normal_(0.0, 0.02, generator=generator)
+    return module.eval().requires_grad_(False)
