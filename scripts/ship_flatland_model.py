@@ -10,6 +10,9 @@
    the final logged loss, the results table's row (docs/results.md) for this model when `--table` has one, and the
    ``regression`` record `tests/test_builtin_model.py` checks: what the shipped weights score on clip 0 of world
    seed 1000.
+3. With `--previous-card CARD.json` (the card of the weights RUN started from with `--init`), the card also gets
+   ``lineage``: every training phase so far (command, steps, wall time), oldest first, and ``total_steps`` /
+   ``total_wall_seconds`` over all phases.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from hydra_wm.flatland import render_clip
 from hydra_wm.flatland.model import HELD_OUT_SEED, load_flatland_model, run_clip, weights_path
@@ -60,13 +64,21 @@ def main() -> None:
     parser.add_argument("--no-ema", action="store_true")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoints/step_*.safetensors of RUN (default: latest)")
     parser.add_argument("--table", type=Path, help="folder of benchmarks/flatland_table.py (adds its row)")
+    parser.add_argument(
+        "--previous-card", type=Path, help="card of the weights RUN was initialised from (adds the lineage)"
+    )
     args = parser.parse_args()
     config = read_json(args.run / "config.json")
-    attention = config["attention"]
-    out = weights_path(attention)
-    out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = args.checkpoint or latest_checkpoint(args.run)
-    export_checkpoint(checkpoint, out, use_ema=not args.no_ema)
+    # A run started with --init keeps the checkpoint's attention (config "attention": null): export to a scratch
+    # name first and read the mode from the exported model's metadata.
+    scratch = weights_path().with_name(".export-in-progress.safetensors")
+    export_checkpoint(checkpoint, scratch, use_ema=not args.no_ema)
+    with safe_open(str(scratch), framework="pt") as f:
+        attention = json.loads(f.metadata()["hydra_wm_config"])["attention"]
+    config["attention"] = config["attention"] or attention
+    out = weights_path(attention)
+    scratch.replace(out)
     steps = read_checkpoint(checkpoint)[1]["step"]
     log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
     # Resumed runs log some steps twice (work lost to an interruption is redone): the last record of a step wins.
@@ -91,6 +103,13 @@ def main() -> None:
         "final_loss": log[-1]["loss"],
         "ema": not args.no_ema and config["ema_decay"] > 0,
     }
+    if args.previous_card:
+        previous = read_json(args.previous_card)
+        phase_keys = ("train_command", "steps", "samples_seen", "wall_seconds", "final_loss")
+        phases = previous.get("lineage") or [{k: previous[k] for k in phase_keys if k in previous}]
+        card["lineage"] = [*phases, {k: card[k] for k in phase_keys}]
+        card["total_steps"] = sum(phase["steps"] for phase in card["lineage"])
+        card["total_wall_seconds"] = sum(phase["wall_seconds"] for phase in card["lineage"])
     if args.table and (args.table / "table.json").is_file():
         table = read_json(args.table / "table.json")
         card["metrics"] = table["rows"].get(f"{attention}-{args.num_steps}")
