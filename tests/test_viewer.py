@@ -366,6 +366,9 @@ def test_command_serves_until_ctrl_c_and_exits_0(demo_folder):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell that runs the suite in the background (`make test &`) starts it with SIGINT ignored, and Python
+        # keeps an ignored SIGINT ignored: give the server the disposition a terminal's Ctrl+C meets.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = process.stdout.readline()
