@@ -25,14 +25,15 @@ import torch
 from safetensors import safe_open
 
 from hydra_wm.flatland import render_clip
-from hydra_wm.flatland.model import HELD_OUT_SEED, load_flatland_model, run_clip, weights_path
+from hydra_wm.flatland.model import HELD_OUT_SEED, WEIGHTS_DIR, load_flatland_model, run_clip, weights_path
 from hydra_wm.io_utils import read_json, write_text_atomic
+from hydra_wm.models.loading import config_from_metadata
 from hydra_wm.training import export_checkpoint
 from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
 from hydra_wm.training.config import field_defaults
 
 
-def train_command(config: dict, steps: int, ema: bool = True) -> str:
+def train_command(config: dict, steps: int, attention: str, ema: bool = True) -> str:
     """The command lines that reproduce a run that stopped at `steps`: `hydra-wm train` (options that differ from
     TrainConfig's defaults) with `--stop-after steps`, then `hydra-wm export`."""
     defaults = field_defaults()
@@ -51,7 +52,7 @@ def train_command(config: dict, steps: int, ema: bool = True) -> str:
     parts += ["--stop-after", str(steps)]
     return (
         " ".join(parts)
-        + f" && hydra-wm export {config['out']} --out flatland-{config['attention']}.safetensors"
+        + f" && hydra-wm export {config['out']} --out flatland-{attention}.safetensors"
         + ("" if ema else " --no-ema")
     )
 
@@ -70,15 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     config = read_json(args.run / "config.json")
     checkpoint = args.checkpoint or latest_checkpoint(args.run)
-    # A run started with --init keeps the checkpoint's attention (config "attention": null): export to a scratch
-    # name first and read the mode from the exported model's metadata.
-    scratch = weights_path().with_name(".export-in-progress.safetensors")
-    export_checkpoint(checkpoint, scratch, use_ema=not args.no_ema)
+    # A run started with --init keeps the checkpoint's attention (config "attention": null), so the file's name
+    # comes from the exported model's own config: export under a scratch name, then rename.
+    scratch = export_checkpoint(checkpoint, WEIGHTS_DIR / ".export-in-progress.safetensors", use_ema=not args.no_ema)
     with safe_open(str(scratch), framework="pt") as f:
-        attention = json.loads(f.metadata()["hydra_wm_config"])["attention"]
-    config["attention"] = config["attention"] or attention
-    out = weights_path(attention)
-    scratch.replace(out)
+        attention = config_from_metadata(f.metadata(), scratch)["attention"]
+    out = scratch.replace(weights_path(attention))
     steps = read_checkpoint(checkpoint)[1]["step"]
     log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
     # Resumed runs log some steps twice (work lost to an interruption is redone): the last record of a step wins.
@@ -96,7 +94,7 @@ def main() -> None:
         "attention": attention,
         "data": f"{config['flatland_samples']} Flatland clips of preset {config['data']} (world seed "
         f"{config['flatland_seed']}), rendered and encoded by PixelCodec({factor}) on the fly; null text",
-        "train_command": train_command(config, steps, ema=not args.no_ema),
+        "train_command": train_command(config, steps, attention, ema=not args.no_ema),
         "steps": steps,
         "samples_seen": steps * config["batch_size"] * config["grad_accum"],
         "wall_seconds": round(seconds),
