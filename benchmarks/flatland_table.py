@@ -127,7 +127,12 @@ def main() -> None:
             run(["baseline", kind, str(data), str(out / kind), "--quiet"])
     for name in [*generated, "repeat-last", "closest-camera"]:
         pred = out / name / "pred" if name in generated else out / name
-        if name in fresh or not (args.reuse and (out / "eval" / name / "metrics.json").is_file()):
+        evaluated = out / "eval" / name / "metrics.json"
+        # an evaluation older than the predictions it scored (a model re-generated since) is redone
+        stale = not evaluated.is_file() or (
+            name in generated and evaluated.stat().st_mtime < (out / name / "metrics.json").stat().st_mtime
+        )
+        if name in fresh or not args.reuse or stale:
             run(["eval", str(pred), str(data), "--quiet", "--out", str(out / "eval" / name)])
         reports[name] = json.loads((out / "eval" / name / "metrics.json").read_text())
         rows[name] = reports[name]["mean"]

@@ -1,7 +1,7 @@
 """Long-horizon rollouts of the shipped Flatland models against the baselines, scored exactly (docs/rollout.md).
 
     python benchmarks/rollout_table.py [--samples 16] [--seed 1000] [--steps 20] [--threads 1]
-        [--rows memory,memory-window,memory-full,window,full-bounded] [--out runs/rollout-table]
+        [--rows memory,memory-window,memory-full,window,full-bounded] [--out runs/rollout-table] [--paired memory]
 
 `--samples` held-out clips of world `long-glance` (20 context + 220 target frames: 11 chunks of 20; world seed
 `--seed`, the shipped models trained on seed 0) are written in the HM-World layout to OUT/data and continued by
@@ -14,6 +14,10 @@ frames), and by the baselines (repeat the last context frame; copy the context f
 * `memory-full`: HyDRA weights, `full` history (every frame so far: the exact path, cost grows);
 * `window`: the window-attention model, `window` history;
 * `full-bounded`: the full-attention model, `memory` history;
+* `rollout`: the HyDRA weights fine-tuned on rollout chunks (`flatland-memory-rollout`, docs/rollout.md), `memory`
+  history; `rollout-window`: the same weights, `window` history;
+* `memory-oldest`, `rollout-oldest`: as `memory` and `rollout`, pre-selecting of the frames that show the same view
+  the oldest (`--selection camera-oldest`: the condition clip's observed frame before any generated copy of it);
 * `full-full`: the full-attention model over the full history (dense attention over up to 240 frames: ~10 min per
   clip at 20 steps on one thread; not run by default).
 
@@ -21,7 +25,8 @@ Every clip's scores are cached in OUT/scores/ROW/NAME.json and its frames in OUT
 layout `hydra-wm eval OUT/pred/ROW OUT/data` reads), so a stopped run resumes and a re-run only renders the tables.
 Prints markdown tables (and writes OUT/table.md, OUT/table.json): PSNR per chunk (drift); background PSNR on
 background the context showed, by the frames it was out of view before it came back; subject presence by the frames
-the subject was hidden; paired per-clip comparisons of `memory` against the others on far returns (>= 20 frames).
+the subject was hidden; paired per-clip comparisons of one row (`--paired`, default `memory`) against the others
+on far returns (>= 20 frames) and PSNR.
 """
 
 from __future__ import annotations
@@ -50,7 +55,13 @@ ROWS = {
     "window": ("window", "window", "window model, window history"),
     "full-bounded": ("full", "memory", "full-attention model, memory history"),
     "full-full": ("full", "full", "full-attention model, full history"),
+    "rollout": ("memory-rollout", "memory", "HyDRA fine-tuned on rollout chunks, memory history"),
+    "rollout-window": ("memory-rollout", "window", "HyDRA fine-tuned on rollout chunks, window history"),
+    "memory-oldest": ("memory", "memory", "HyDRA, memory history, oldest copy of a view"),
+    "rollout-oldest": ("memory-rollout", "memory", "HyDRA fine-tuned on rollout chunks, oldest copy of a view"),
 }
+SELECTION = {"memory-oldest": "camera-oldest", "rollout-oldest": "camera-oldest"}
+"""Rows whose pre-selection is not the default `camera` (`RolloutConfig.selection`)."""
 BASELINES = {"repeat-last": "repeat last context frame", "closest-camera": "copy closest-camera context frame"}
 CHUNK = 20
 
@@ -79,6 +90,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rows", default="memory,memory-window,memory-full,window,full-bounded")
     parser.add_argument("--out", type=Path, default=Path("runs/rollout-table"))
+    parser.add_argument("--paired", default="memory", help="the row compared clip by clip with every other row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = [r for r in args.rows.split(",") if r]
@@ -92,8 +104,9 @@ def main() -> None:
     seconds: dict[str, list[float]] = {}
     for row in rows:
         attention, history, _ = ROWS[row]
-        model = load_flatland_model(attention)
-        rollout_config = RolloutConfig(history=history, chunk_frames=CHUNK, recent_frames=8, memory_frames=12)
+        model = load_flatland_model(attention.removesuffix("-rollout"), rollout=attention.endswith("-rollout"))
+        selection = SELECTION.get(row, "camera")
+        rollout_config = RolloutConfig(history, CHUNK, recent_frames=8, memory_frames=12, selection=selection)
         results[row], seconds[row] = {}, []
         for index, name in enumerate(names):
             clip = render_clip(config, args.seed, index)
@@ -166,10 +179,11 @@ def tables(means: dict, labels: dict, seconds: dict, results: dict, args, clips:
     lines += ["| row | " + " | ".join(f"{h} ({events[h]})" for h in hidden) + " |", "|---|" + "---:|" * len(hidden)]
     for row, mean in means.items():
         lines.append(f"| {labels[row]} | " + " | ".join(fmt(mean["hidden"][h], 3) for h in hidden) + " |")
-    if "memory" in results:
-        lines += ["", "Paired per clip: memory history against each other row (far returns, PSNR):", ""]
+    base = args.paired
+    if base in results:
+        lines += ["", f"Paired per clip: {labels[base]} against each other row (far returns, PSNR):", ""]
         for other in results:
-            if other == "memory":
+            if other == base:
                 continue
             report = lambda row: {  # noqa: E731 - the per-sample layout `paired_comparison` reads
                 "per_sample": [
@@ -177,10 +191,8 @@ def tables(means: dict, labels: dict, seconds: dict, results: dict, args, clips:
                 ],  # fmt: skip
                 "columns": ["revisit_far", "psnr"],
             }
-            compared = paired_comparison(
-                report("memory"), report(other), ["revisit_far", "psnr"], names=("memory", other)
-            )
-            lines += [f"memory vs {labels[other]}:", "", format_comparison(compared, ("memory", other)), ""]
+            compared = paired_comparison(report(base), report(other), ["revisit_far", "psnr"], names=(base, other))
+            lines += [f"{base} vs {labels[other]}:", "", format_comparison(compared, (base, other)), ""]
     return "\n".join(lines)
 
 

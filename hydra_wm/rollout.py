@@ -42,7 +42,7 @@ from .errors import InputError
 from .io_utils import atomic_path, safetensors_problem
 
 HISTORY_MODES = ("memory", "window", "full")
-SELECTIONS = ("camera",)
+SELECTIONS = ("camera", "camera-oldest")
 """How `memory` mode pre-selects older frames: `camera` (view-direction overlap with the chunk's cameras)."""
 
 
@@ -64,7 +64,8 @@ class RolloutConfig:
     frames instead); a multiple of the memory tokenizer's temporal kernel (2)."""
     selection: str = "camera"
     """How `memory` pre-selects: `camera` (greedy coverage of the chunk's viewing directions, frames the recent
-    ones do not already show first)."""
+    ones do not already show first; of frames with the same view, the newest) or `camera-oldest` (the same, the
+    oldest of frames with the same view: what the condition clip observed before any generated copy of it)."""
 
     def __post_init__(self) -> None:
         if self.history not in HISTORY_MODES:
@@ -273,7 +274,8 @@ def select_history(bank_poses: Tensor, chunk_poses: Tensor, config: RolloutConfi
     if picks == units:
         chosen = list(range(units))
     else:
-        chosen = coverage_selection(bank_poses, chunk_poses, recent, units, picks, kernel)
+        newest = config.selection == "camera"
+        chosen = coverage_selection(bank_poses, chunk_poses, recent, units, picks, kernel, newest=newest)
     selected = [u * kernel + i for u in sorted(chosen) for i in range(kernel)]
     return HistoryChoice(selected + recent, selected, recent)
 
@@ -285,7 +287,14 @@ def view_directions(poses: Tensor) -> Tensor:
 
 
 def coverage_selection(
-    bank_poses: Tensor, chunk_poses: Tensor, recent: list[int], units: int, picks: int, kernel: int
+    bank_poses: Tensor,
+    chunk_poses: Tensor,
+    recent: list[int],
+    units: int,
+    picks: int,
+    kernel: int,
+    *,
+    newest: bool = True,
 ) -> list[int]:
     """`picks` of the first `units` kt-frame units of the bank, chosen greedily to cover the chunk's views.
 
@@ -293,8 +302,8 @@ def coverage_selection(
     viewing direction (the ranking of the DiT's camera-FOV retrieval, `models.memory.camera_scores`, here between
     the chunk and the bank: O(bank) work). A target frame's coverage is its best overlap with the recent frames and
     the units chosen so far; each pick adds the unit that raises the summed coverage most (so a second copy of a
-    view already covered gains nothing), ties going to the newest unit; when nothing more can be gained, the units
-    with the best overlap with any target frame fill the remaining picks."""
+    view already covered gains nothing), ties going to the newest unit (`newest`) or to the oldest; when nothing
+    more can be gained, the units with the best overlap with any target frame fill the remaining picks."""
     target_views = view_directions(chunk_poses)  # (Ft, 3)
     unit_views = view_directions(bank_poses[: units * kernel]).reshape(units, kernel, 3).mean(dim=1)
     targets = target_views @ F.normalize(unit_views, dim=-1).T  # (Ft, U)
@@ -304,13 +313,13 @@ def coverage_selection(
         covered = torch.full((targets.shape[0],), -1.0)
     chosen: list[int] = []
     available = torch.ones(units, dtype=torch.bool)
-    newest_first = torch.arange(units - 1, -1, -1)
+    order = torch.arange(units - 1, -1, -1) if newest else torch.arange(units)  # argmax takes the first of ties
     for _ in range(picks):
         gain = (torch.maximum(targets, covered[:, None]) - covered[:, None]).sum(dim=0)  # (U,)
         if not bool((gain[available] > 1e-6).any()):
             gain = targets.amax(dim=0)
         gain = gain.masked_fill(~available, -math.inf)
-        best = int(newest_first[int(gain[newest_first].argmax())])  # argmax takes the first: the newest of ties
+        best = int(order[int(gain[order].argmax())])
         chosen.append(best)
         available[best] = False
         covered = torch.maximum(covered, targets[:, best])

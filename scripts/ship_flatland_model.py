@@ -10,6 +10,9 @@
    the final logged loss, the results table's row (docs/results.md) for this model when `--table` has one, and the
    ``regression`` record `tests/test_builtin_model.py` checks: what the shipped weights score on clip 0 of world
    seed 1000.
+   A run trained on rollout chunks (`--flatland-chunk-frames N`) ships as ``flatland-ATTENTION-rollout`` with
+   ``chunk_frames`` on its card, and its ``regression`` record is a rollout of `REGRESSION_CHUNKS` chunks of
+   held-out long clip 0 (`flatland.rollout.rollout_clip`, memory history).
 3. With `--previous-card CARD.json` (the card of the weights RUN started from with `--init`), the card also gets
    ``lineage``: every training phase so far (command, steps, wall time), oldest first, and ``total_steps`` /
    ``total_wall_seconds`` over all phases.
@@ -24,16 +27,43 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from hydra_wm.flatland import render_clip
+from hydra_wm.flatland import flatland_config, render_clip
 from hydra_wm.flatland.model import HELD_OUT_SEED, WEIGHTS_DIR, load_flatland_model, run_clip, weights_path
+from hydra_wm.flatland.rollout import rollout_clip, score_rollout
 from hydra_wm.io_utils import read_json, write_text_atomic
 from hydra_wm.models.loading import config_from_metadata
+from hydra_wm.rollout import RolloutConfig
 from hydra_wm.training import export_checkpoint
 from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
 from hydra_wm.training.config import field_defaults
 
+REGRESSION_CHUNKS = 3
+"""Chunks of the regression rollout of a chunk-trained model (`tests/test_builtin_model.py`)."""
 
-def train_command(config: dict, steps: int, attention: str, ema: bool = True) -> str:
+
+def rollout_regression(model, chunks: int = REGRESSION_CHUNKS) -> dict:
+    """What a chunk-trained `model` scores rolling out `chunks` chunks of held-out long clip 0 (memory history, 8
+    recent + the rest of the context pre-selected, noise seed 0): the record `tests/test_builtin_model.py` checks."""
+    trained = model.flatland
+    config = flatland_config(model.card.flatland_preset, target_frames=chunks * trained.target_frames)
+    recent = min(8, trained.context_frames)
+    history = RolloutConfig(
+        chunk_frames=trained.target_frames, recent_frames=recent, memory_frames=trained.context_frames - recent
+    )
+    clip = render_clip(config, HELD_OUT_SEED, 0)
+    result = rollout_clip(model, clip, history, noise_seed=0)
+    scores = score_rollout(result.generated, clip, config, result.chunk_frames)
+    return {
+        "seed": HELD_OUT_SEED,
+        "index": 0,
+        "noise_seed": 0,
+        "chunks": chunks,
+        "psnr": scores["psnr"],
+        "background_psnr": scores["background_psnr"],
+    }
+
+
+def train_command(config: dict, steps: int, name: str, ema: bool = True) -> str:
     """The command lines that reproduce a run that stopped at `steps`: `hydra-wm train` (options that differ from
     TrainConfig's defaults) with `--stop-after steps`, then `hydra-wm export`."""
     defaults = field_defaults()
@@ -51,9 +81,7 @@ def train_command(config: dict, steps: int, attention: str, ema: bool = True) ->
             parts += [option, str(value)]
     parts += ["--stop-after", str(steps)]
     return (
-        " ".join(parts)
-        + f" && hydra-wm export {config['out']} --out flatland-{attention}.safetensors"
-        + ("" if ema else " --no-ema")
+        " ".join(parts) + f" && hydra-wm export {config['out']} --out {name}.safetensors" + ("" if ema else " --no-ema")
     )
 
 
@@ -76,7 +104,8 @@ def main() -> None:
     scratch = export_checkpoint(checkpoint, WEIGHTS_DIR / ".export-in-progress.safetensors", use_ema=not args.no_ema)
     with safe_open(str(scratch), framework="pt") as f:
         attention = config_from_metadata(f.metadata(), scratch)["attention"]
-    out = scratch.replace(weights_path(attention))
+    chunk_frames = config.get("flatland_chunk_frames", 0)
+    out = scratch.replace(weights_path(attention, rollout=bool(chunk_frames)))
     steps = read_checkpoint(checkpoint)[1]["step"]
     log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
     # Resumed runs log some steps twice (work lost to an interruption is redone): the last record of a step wins.
@@ -92,9 +121,10 @@ def main() -> None:
         "num_steps": args.num_steps,
         "shift": args.shift,
         "attention": attention,
+        **({"chunk_frames": chunk_frames} if chunk_frames else {}),
         "data": f"{config['flatland_samples']} Flatland clips of preset {config['data']} (world seed "
         f"{config['flatland_seed']}), rendered and encoded by PixelCodec({factor}) on the fly; null text",
-        "train_command": train_command(config, steps, attention, ema=not args.no_ema),
+        "train_command": train_command(config, steps, out.stem, ema=not args.no_ema),
         "steps": steps,
         "samples_seen": steps * config["batch_size"] * config["grad_accum"],
         "wall_seconds": round(seconds),
@@ -114,13 +144,17 @@ def main() -> None:
         if attention == "memory":
             card["retrieval"] = table["retrieval"].get(f"{attention}-{args.num_steps}")
     write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1))
-    # regression record: one held-out clip through the whole demo path
+    # regression record: one held-out clip through the whole demo path (a rollout for a chunk-trained model)
     torch.set_num_threads(1)
-    model = load_flatland_model(attention)
-    clip = render_clip(model.flatland, HELD_OUT_SEED, 0)
-    scores = run_clip(model, clip, noise_seed=0).scores
-    keep = ["psnr", "background_psnr", "background_psnr_revisit"] + (["retrieval_hit"] if attention == "memory" else [])
-    card["regression"] = {"seed": HELD_OUT_SEED, "index": 0, "noise_seed": 0, **{k: scores[k] for k in keep}}
+    model = load_flatland_model(attention, out)
+    if chunk_frames:
+        card["regression"] = rollout_regression(model)
+    else:
+        clip = render_clip(model.flatland, HELD_OUT_SEED, 0)
+        scores = run_clip(model, clip, noise_seed=0).scores
+        keep = ["psnr", "background_psnr", "background_psnr_revisit"]
+        keep += ["retrieval_hit"] if attention == "memory" else []
+        card["regression"] = {"seed": HELD_OUT_SEED, "index": 0, "noise_seed": 0, **{k: scores[k] for k in keep}}
     write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1))
     print(f"shipped {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")
     print(json.dumps(card, indent=1))

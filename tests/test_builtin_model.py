@@ -3,7 +3,8 @@
 The model card (`hydra_wm/flatland/weights/flatland-ATTENTION.json`) records, under ``regression``, what the shipped
 weights score on one held-out clip (world seed, clip index, sampling steps, noise seed). Rendering, cameras,
 codec, DiT, retrieval, sampler and metrics all run here; a change anywhere that degrades the result by more than
-the stated margin fails the test.
+the stated margin fails the test. The rollout model (`flatland-memory-rollout.json`) records a rollout of a few
+chunks of one held-out long clip instead.
 """
 
 import json
@@ -50,3 +51,28 @@ def test_demo_path_on_one_clip_stays_at_the_model_cards_numbers(attention):
         assert scores[key] >= reference[key] - PSNR_MARGIN_DB, (key, scores[key], reference[key])
     if attention == "memory":
         assert scores["retrieval_hit"] >= reference["retrieval_hit"] - RATE_MARGIN
+
+
+def test_the_rollout_model_ships_and_rolls_out_at_its_cards_numbers():
+    """`flatland-memory-rollout` (fine-tuned on rollout chunks): card, and the card's regression rollout (a few
+    chunks of held-out long clip 0, memory history) through `flatland.rollout.rollout_clip`."""
+    from hydra_wm.flatland import flatland_config
+    from hydra_wm.flatland.rollout import rollout_clip, score_rollout
+    from hydra_wm.rollout import RolloutConfig
+
+    path = world_model.weights_path("memory", rollout=True)
+    assert path.stat().st_size <= MAX_BYTES
+    model = world_model.load_flatland_model("memory", rollout=True)
+    card = model.card
+    assert model.attention == "memory" and card.chunk_frames == 20 and card.flatland_preset == "long-glance"
+    assert card.extra["total_steps"] == sum(phase["steps"] for phase in card.extra["lineage"])
+    reference = card.extra["regression"]
+    trained = model.flatland  # one chunk of the long clips
+    config = flatland_config(card.flatland_preset, target_frames=reference["chunks"] * trained.target_frames)
+    history = RolloutConfig(chunk_frames=trained.target_frames, recent_frames=8, memory_frames=12)
+    clip = render_clip(config, reference["seed"], reference["index"])
+    result = rollout_clip(model, clip, history, noise_seed=reference["noise_seed"])
+    assert result.chunk_frames == [trained.target_frames] * reference["chunks"]
+    scores = score_rollout(result.generated, clip, config, result.chunk_frames)
+    for key in ("psnr", "background_psnr"):
+        assert scores[key] >= reference[key] - PSNR_MARGIN_DB, (key, scores[key], reference[key])

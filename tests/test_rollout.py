@@ -97,6 +97,18 @@ def test_coverage_picks_views_the_recent_frames_do_not_show():
     assert choice.selected == [2, 3]
 
 
+def test_camera_oldest_takes_the_first_frames_that_showed_a_view():
+    # Heading 180 was shown by the condition frames 0-3 and again by (generated) frames 8-11: `camera` picks the
+    # newest copy, `camera-oldest` the observed one; both still pick by coverage first (heading 90 is not needed).
+    bank = yaw_poses(np.repeat([180.0, 90.0, 180.0, 0.0], [4, 4, 4, 6]))
+    chunk = yaw_poses([0.0, 180.0])
+    newest = select_history(bank, chunk, RolloutConfig(recent_frames=6, memory_frames=2), 2)
+    oldest = select_history(bank, chunk, RolloutConfig(recent_frames=6, memory_frames=2, selection="camera-oldest"), 2)
+    assert newest.selected == [10, 11] and oldest.selected == [0, 1]
+    with pytest.raises(InputError, match="selection: expected one of camera, camera-oldest"):
+        RolloutConfig(selection="nearest")
+
+
 def test_relative_vectors_refer_each_chunk_to_its_first_frame():
     poses = yaw_poses([10.0, 40.0, 70.0])
     vectors = relative_vectors(poses, poses[1])

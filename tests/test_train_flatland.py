@@ -205,6 +205,13 @@ def test_train_on_rollout_chunks_selects_in_the_models_tokenizer_units(tmp_path)
     assert main(train_args(out, "flatland:long-glance", "--flatland-chunk-frames", "20")) == 0
     assert json.loads((out / "config.json").read_text())["flatland_chunk_frames"] == 20
     assert load_dit(out / "hydra.safetensors").cfg.in_dim == 12
+    # its card says it generates one chunk of the long clips at a time (what `demo --rollout` splits them into)
+    from hydra_wm.flatland.model import load_flatland_model
+
+    card = {"flatland_preset": "long-glance", "chunk_frames": 20}
+    (out / "hydra.json").write_text(json.dumps(card))
+    trained = load_flatland_model("memory", out / "hydra.safetensors").flatland
+    assert (trained.context_frames, trained.target_frames, trained.camera_motion) == (20, 20, "tour")
     # a model whose memory tokenizer takes 1 frame: the chunks' history is picked frame by frame
     config = TrainConfig(
         data="flatland:long-glance",

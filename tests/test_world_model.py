@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,6 +217,9 @@ def test_demo_rollout_continues_long_clips_in_chunks_that_eval_scores(tmp_path, 
     assert "PSNR per chunk" in printed and "long-glance" in printed
     report = json.loads((out / "metrics.json").read_text())
     assert report["flatland_preset"] == "long-glance" and report["rollout"]["history"] == "memory"
+    # the memory model fine-tuned on rollout chunks, in chunks of what it was trained on
+    assert Path(report["model"]).name == "flatland-memory-rollout.safetensors"
+    assert report["rollout"]["chunk_frames"] == 20
     assert len(report["mean"]["psnr_per_chunk"]) == 2 and len(report["chunk_seconds"][0]) == 2
     assert (out / "sample_00000_timeline.png").is_file() and (out / "sample_00000.mp4").is_file()
     assert main(["eval", str(out / "pred"), str(out / "data"), "--quiet"]) == 0

@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--rollout",
         type=int,
         metavar="N",
-        help="long clips (world long-glance) continued in N chunks by the rollout engine (docs/rollout.md)",
+        help="long clips (world long-glance) continued in N chunks by the rollout engine (docs/rollout.md); the "
+        "memory model is then the one fine-tuned on rollout chunks, flatland-memory-rollout, where shipped",
     )
     p.add_argument(
         "--history",
@@ -113,7 +114,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..evaluation.plots import plot_retrieval
     from ..flatland import render_clip, write_dataset
-    from ..flatland.model import HELD_OUT_SEED, load_flatland_model, mean_scores, run_clip, side_by_side
+    from ..flatland.model import (
+        HELD_OUT_SEED,
+        load_flatland_model,
+        mean_scores,
+        run_clip,
+        side_by_side,
+        weights_path,
+    )
     from ..io_utils import check_output_dir, write_text_atomic
     from ..pipeline import save_retrieval
 
@@ -129,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
-    model = load_flatland_model(args.attention, args.weights, retrieval=args.retrieval)
+    # Rollouts use the model fine-tuned on rollout chunks where one is shipped (the memory model's).
+    chunked = args.rollout is not None and args.weights is None and weights_path(args.attention, rollout=True).is_file()
+    model = load_flatland_model(args.attention, args.weights, retrieval=args.retrieval, rollout=chunked)
     config = model.flatland
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
     if model.attention == "memory" and model.dit.cfg.retrieval == "camera":

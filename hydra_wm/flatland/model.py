@@ -3,7 +3,9 @@
 Shipped files live in `hydra_wm/flatland/weights/`: ``flatland-{memory,window,full}.safetensors`` (a DiT file as
 `hydra-wm export` writes it: config in the metadata, `load_dit` reads it) and, next to each, a model card
 ``flatland-{attention}.json`` (the Flatland preset it was trained on, the sampling settings, the training
-command, steps, wall time and metrics). `MODEL_CARD.md` there is the human-readable card.
+command, steps, wall time and metrics). ``flatland-memory-rollout.safetensors`` is the memory model fine-tuned on
+rollout chunks of long clips (`--flatland-chunk-frames`, docs/rollout.md): what `hydra-wm demo --rollout` uses.
+`MODEL_CARD.md` there is the human-readable card.
 
 The generation path is the real one, scaled down: `PixelCodec` in place of the Wan VAE, a null text embedding in
 place of umT5 (Flatland clips need no prompt), and `pipeline.denoise` with the same DiT, retrieval and Euler
@@ -51,10 +53,11 @@ SAME_VIEW_OVERLAP = 0.9
 """A retrieved memory frame is a hit when its frames show at least this fraction of the query frame's view."""
 
 
-def weights_path(attention: str = "memory") -> Path:
+def weights_path(attention: str = "memory", rollout: bool = False) -> Path:
+    """The shipped weights of `attention`; with `rollout`, those fine-tuned on rollout chunks (shipped: memory)."""
     if attention not in ATTENTIONS:
         raise InputError(f"attention: expected one of {', '.join(ATTENTIONS)}, got {attention!r}")
-    return WEIGHTS_DIR / f"flatland-{attention}.safetensors"
+    return WEIGHTS_DIR / f"flatland-{attention}{'-rollout' if rollout else ''}.safetensors"
 
 
 def available_attentions() -> list[str]:
@@ -73,13 +76,16 @@ class ModelCard:
     """Sampling steps."""
     shift: float = 1.0
     """Flow-matching time shift for sampling (the training shift)."""
+    chunk_frames: int = 0
+    """Target frames of the rollout chunks the model was trained on (`--flatland-chunk-frames`); 0: whole clips."""
     extra: dict = field(default_factory=dict)
     """Everything else on the card (training command, steps, wall time, metrics): shown, not used."""
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
         data = read_json(path)
-        known = {k: data[k] for k in ("flatland_preset", "codec_factor", "num_steps", "shift") if k in data}
+        fields = ("flatland_preset", "codec_factor", "num_steps", "shift", "chunk_frames")
+        known = {k: data[k] for k in fields if k in data}
         return cls(**known, extra={k: v for k, v in data.items() if k not in known})
 
     @classmethod
@@ -104,16 +110,23 @@ class FlatlandModel:
 
     @property
     def flatland(self) -> FlatlandConfig:
-        return flatland_config(self.card.flatland_preset)
+        """The clips the model generates: its training preset, cut to one chunk for a chunk-trained model."""
+        overrides = {"target_frames": self.card.chunk_frames} if self.card.chunk_frames else {}
+        return flatland_config(self.card.flatland_preset, **overrides)
 
 
 def load_flatland_model(
-    attention: str = "memory", weights: str | Path | None = None, *, retrieval: str | None = None
+    attention: str = "memory",
+    weights: str | Path | None = None,
+    *,
+    retrieval: str | None = None,
+    rollout: bool = False,
 ) -> FlatlandModel:
     """The shipped model for `attention`, or the DiT file `weights` (a card next to it is used when present).
 
-    `retrieval` overrides how a `memory` model ranks memory frames (`camera`: the camera-FOV ablation)."""
-    path = Path(weights) if weights is not None else weights_path(attention)
+    `retrieval` overrides how a `memory` model ranks memory frames (`camera`: the camera-FOV ablation); `rollout`
+    picks the shipped weights fine-tuned on rollout chunks (`weights_path(attention, rollout=True)`)."""
+    path = Path(weights) if weights is not None else weights_path(attention, rollout)
     if not path.is_file():
         if weights is None:
             have = ", ".join(available_attentions()) or "none"
