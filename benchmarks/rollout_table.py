@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -48,20 +49,33 @@ from hydra_wm.flatland.rollout import mean_rollout_scores, rollout_clip, score_r
 from hydra_wm.io_utils import write_text_atomic
 from hydra_wm.rollout import RolloutConfig
 
+
+class Row(NamedTuple):
+    attention: str
+    """Which shipped model (`load_flatland_model`)."""
+    history: str
+    """`RolloutConfig.history`."""
+    label: str
+    rollout: bool = False
+    """The weights fine-tuned on rollout chunks (`flatland-ATTENTION-rollout`)."""
+    selection: str = "camera"
+    """`RolloutConfig.selection`."""
+
+
 ROWS = {
-    "memory": ("memory", "memory", "HyDRA, memory history (bounded)"),
-    "memory-window": ("memory", "window", "HyDRA weights, window history"),
-    "memory-full": ("memory", "full", "HyDRA weights, full history (exact)"),
-    "window": ("window", "window", "window model, window history"),
-    "full-bounded": ("full", "memory", "full-attention model, memory history"),
-    "full-full": ("full", "full", "full-attention model, full history"),
-    "rollout": ("memory-rollout", "memory", "HyDRA fine-tuned on rollout chunks, memory history"),
-    "rollout-window": ("memory-rollout", "window", "HyDRA fine-tuned on rollout chunks, window history"),
-    "memory-oldest": ("memory", "memory", "HyDRA, memory history, oldest copy of a view"),
-    "rollout-oldest": ("memory-rollout", "memory", "HyDRA fine-tuned on rollout chunks, oldest copy of a view"),
+    "memory": Row("memory", "memory", "HyDRA, memory history (bounded)"),
+    "memory-window": Row("memory", "window", "HyDRA weights, window history"),
+    "memory-full": Row("memory", "full", "HyDRA weights, full history (exact)"),
+    "window": Row("window", "window", "window model, window history"),
+    "full-bounded": Row("full", "memory", "full-attention model, memory history"),
+    "full-full": Row("full", "full", "full-attention model, full history"),
+    "rollout": Row("memory", "memory", "HyDRA fine-tuned on rollout chunks, memory history", rollout=True),
+    "rollout-window": Row("memory", "window", "HyDRA fine-tuned on rollout chunks, window history", rollout=True),
+    "memory-oldest": Row("memory", "memory", "HyDRA, memory history, oldest copy of a view", selection="camera-oldest"),
+    "rollout-oldest": Row(
+        "memory", "memory", "HyDRA fine-tuned on rollout chunks, oldest copy of a view", True, "camera-oldest"
+    ),
 }
-SELECTION = {"memory-oldest": "camera-oldest", "rollout-oldest": "camera-oldest"}
-"""Rows whose pre-selection is not the default `camera` (`RolloutConfig.selection`)."""
 BASELINES = {"repeat-last": "repeat last context frame", "closest-camera": "copy closest-camera context frame"}
 CHUNK = 20
 
@@ -103,10 +117,9 @@ def main() -> None:
     results: dict[str, dict[str, dict]] = {}
     seconds: dict[str, list[float]] = {}
     for row in rows:
-        attention, history, _ = ROWS[row]
-        model = load_flatland_model(attention.removesuffix("-rollout"), rollout=attention.endswith("-rollout"))
-        selection = SELECTION.get(row, "camera")
-        rollout_config = RolloutConfig(history, CHUNK, recent_frames=8, memory_frames=12, selection=selection)
+        spec = ROWS[row]
+        model = load_flatland_model(spec.attention, rollout=spec.rollout)
+        rollout_config = RolloutConfig(spec.history, CHUNK, recent_frames=8, memory_frames=12, selection=spec.selection)
         results[row], seconds[row] = {}, []
         for index, name in enumerate(names):
             clip = render_clip(config, args.seed, index)
@@ -131,7 +144,7 @@ def main() -> None:
 
             results[kind][name] = clip_scores(args.out, kind, name, make)
     means = {row: mean_rollout_scores(list(per_clip.values())) for row, per_clip in results.items()}
-    labels = {**{r: ROWS[r][2] for r in rows}, **BASELINES}
+    labels = {**{r: ROWS[r].label for r in rows}, **BASELINES}
     text = tables(means, labels, seconds, results, args, len(names))
     print(text)
     write_text_atomic(args.out / "table.md", text + "\n")

@@ -85,6 +85,13 @@ class RolloutConfig:
         """Latent context frames per chunk in `memory` and `window` mode (once the history is that long)."""
         return self.recent_frames + self.memory_frames
 
+    @classmethod
+    def for_context(cls, context_frames: int, chunk_frames: int, history: str = "memory") -> RolloutConfig:
+        """Chunks conditioned on as many frames as a model's context holds: the 8 newest (the default
+        `recent_frames`, fewer for a shorter context) and the rest pre-selected from the older history."""
+        recent = min(cls.recent_frames, context_frames)
+        return cls(history, chunk_frames, recent_frames=recent, memory_frames=context_frames - recent)
+
 
 # ------------------------------------------------------------------------------------------------ the plan
 

@@ -46,10 +46,7 @@ def rollout_regression(model, chunks: int = REGRESSION_CHUNKS) -> dict:
     recent + the rest of the context pre-selected, noise seed 0): the record `tests/test_builtin_model.py` checks."""
     trained = model.flatland
     config = flatland_config(model.card.flatland_preset, target_frames=chunks * trained.target_frames)
-    recent = min(8, trained.context_frames)
-    history = RolloutConfig(
-        chunk_frames=trained.target_frames, recent_frames=recent, memory_frames=trained.context_frames - recent
-    )
+    history = RolloutConfig.for_context(trained.context_frames, trained.target_frames)
     clip = render_clip(config, HELD_OUT_SEED, 0)
     result = rollout_clip(model, clip, history, noise_seed=0)
     scores = score_rollout(result.generated, clip, config, result.chunk_frames)

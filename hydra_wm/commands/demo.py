@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     from ..flatland.model import (
         HELD_OUT_SEED,
         load_flatland_model,
+        load_rollout_model,
         mean_scores,
         run_clip,
         side_by_side,
-        weights_path,
     )
     from ..io_utils import check_output_dir, write_text_atomic
     from ..pipeline import save_retrieval
@@ -137,9 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
-    # Rollouts use the model fine-tuned on rollout chunks where one is shipped (the memory model's).
-    chunked = args.rollout is not None and args.weights is None and weights_path(args.attention, rollout=True).is_file()
-    model = load_flatland_model(args.attention, args.weights, retrieval=args.retrieval, rollout=chunked)
+    load = load_flatland_model if args.rollout is None else load_rollout_model
+    model = load(args.attention, args.weights, retrieval=args.retrieval)
     config = model.flatland
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
     if model.attention == "memory" and model.dit.cfg.retrieval == "camera":
@@ -251,10 +250,7 @@ def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
         context_frames=trained.context_frames,
         target_frames=args.rollout * chunk,
     )
-    recent = min(8, trained.context_frames)
-    history = RolloutConfig(
-        history=args.history, chunk_frames=chunk, recent_frames=recent, memory_frames=trained.context_frames - recent
-    )
+    history = RolloutConfig.for_context(trained.context_frames, chunk, args.history)
     out: Path = args.out
     print(
         f"rollout: {args.samples} long clip(s) of world long-glance ({config.context_frames} context + "

@@ -147,6 +147,15 @@ def load_flatland_model(
     return FlatlandModel(dit.eval(), codec, card, path)
 
 
+def load_rollout_model(
+    attention: str = "memory", weights: str | Path | None = None, *, retrieval: str | None = None
+) -> FlatlandModel:
+    """The model a rollout uses: `weights` when given, else the shipped weights of `attention` fine-tuned on rollout
+    chunks where there are some (memory), else the shipped model (`hydra-wm demo --rollout`, live play)."""
+    rollout = weights is None and weights_path(attention, rollout=True).is_file()
+    return load_flatland_model(attention, weights, retrieval=retrieval, rollout=rollout)
+
+
 @dataclass
 class ClipResult:
     """One generated Flatland clip with its truth and scores."""

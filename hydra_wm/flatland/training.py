@@ -46,10 +46,7 @@ def flatland_training_dataset(
     codec = PixelCodec(factor)
     config = flatland_config(preset)
     if chunk_frames:
-        recent = min(8, config.context_frames)  # what `hydra-wm demo --rollout` conditions a chunk on
-        history = RolloutConfig(
-            chunk_frames=chunk_frames, recent_frames=recent, memory_frames=config.context_frames - recent
-        )
+        history = RolloutConfig.for_context(config.context_frames, chunk_frames)  # as `hydra-wm demo --rollout`
         clips = FlatlandChunkDataset(config, samples, seed, history=history, kernel=kernel)
     else:
         clips = FlatlandDataset(config, samples, seed, latent_stride=codec.latent_stride)

@@ -21,7 +21,7 @@ import torch
 from ..data.cameras import camera_poses
 from ..errors import InputError
 from ..flatland import render_clip
-from ..flatland.model import HELD_OUT_SEED, load_flatland_model, weights_path
+from ..flatland.model import HELD_OUT_SEED, load_rollout_model
 from ..flatland.rollout import start_rollout
 from ..flatland.world import ue_yaw_matrices
 from ..pipeline import RetrievalRecord
@@ -77,8 +77,7 @@ class LiveSession:
             raise InputError(f"chunk frames: expected at least 1, got {chunk_frames}")
         if steps is not None and steps < 1:
             raise InputError(f"steps: expected at least 1, got {steps}")
-        # the model fine-tuned on rollout chunks where one is shipped (memory), as `demo --rollout`
-        self.model = load_flatland_model(attention, rollout=weights_path(attention, rollout=True).is_file())
+        self.model = load_rollout_model(attention)  # fine-tuned on rollout chunks where shipped, as `demo --rollout`
         self.chunk_frames, self.steps, self.noise_seed = chunk_frames, steps, noise_seed
         self.lock = threading.Lock()
         self.epoch = 0
