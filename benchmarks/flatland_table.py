@@ -2,7 +2,7 @@
 `hydra-wm eval`.
 
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
-        [--sampling-steps 20,1] [--camera-retrieval] [--reuse]
+        [--sampling-steps 20,1] [--camera-retrieval] [--logit-scale S] [--reuse]
 
 1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist and were trained on
    the memory model's Flatland preset; the others are named under the table) on the same
@@ -10,6 +10,8 @@
    once per entry of `--sampling-steps` (the first is the model card's setting; 1 step gives the model's
    posterior-mean prediction x0 = x1 - v, which maximises PSNR for a model that cannot yet sample sharply);
    with `--camera-retrieval`, also the memory model with the camera-FOV retrieval ablation (`--retrieval camera`);
+   with `--logit-scale S`, also memory and full with every attention logit multiplied by S (`--logit-scale`, the
+   softer-attention calibration of docs/deviations.md), compared with each other;
 2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
 3. `hydra-wm eval` of every prediction folder against the clips;
 4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
@@ -72,6 +74,12 @@ def main() -> None:
         help="add a row: the memory model with the camera-FOV retrieval ablation (first step count)",
     )
     parser.add_argument(
+        "--logit-scale",
+        type=float,
+        metavar="S",
+        help="add rows: memory and full with every attention logit multiplied by S (first step count)",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep outputs already in OUT (a demo folder with metrics.json, an eval report) "
@@ -95,6 +103,13 @@ def main() -> None:
     runs = [(attention, attention, steps, []) for attention in models for steps in step_counts]  # (row, model, ...)
     if args.camera_retrieval and "memory" in models:
         runs.append(("memory-camera", "memory", step_counts[0], ["--retrieval", "camera"]))
+    soft = {}  # row -> the model it softens
+    if args.logit_scale is not None:
+        for attention in ("memory", "full"):
+            if attention in models:
+                soft[f"{attention}-soft"] = attention
+                scale = ["--logit-scale", f"{args.logit_scale:g}"]
+                runs.append((f"{attention}-soft", attention, step_counts[0], scale))
     for row, attention, steps, extra in runs:
         name = f"{row}-{steps}"
         if not (args.reuse and (out / name / "metrics.json").is_file()):
@@ -118,7 +133,7 @@ def main() -> None:
             )
         generated[name] = (row, steps)
         report = json.loads((out / name / "metrics.json").read_text())
-        if attention == "memory":
+        if attention == "memory" and row not in soft:  # softer attention retrieves the same frames
             retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
     for kind in ("repeat-last", "closest-camera"):
@@ -139,8 +154,9 @@ def main() -> None:
 
     def label(name: str) -> str:
         if name in generated:
-            attention, steps = generated[name]
-            return f"{LABELS[attention]}, {steps} step{'s' if steps > 1 else ''}"
+            row, steps = generated[name]
+            text = LABELS[soft.get(row, row)] + (f", attention logits x{args.logit_scale:g}" if row in soft else "")
+            return f"{text}, {steps} step{'s' if steps > 1 else ''}"
         return LABELS[name]
 
     def cell(value) -> str:
@@ -160,8 +176,9 @@ def main() -> None:
         )
     paired = {}
     first = step_counts[0]
-    for other in ("window", "full"):
-        a, b = f"memory-{first}", f"{other}-{first}"
+    pairs = [("memory", "window"), ("memory", "full"), ("memory-soft", "full-soft"), ("memory-soft", "memory")]
+    for mine, other in pairs:
+        a, b = f"{mine}-{first}", f"{other}-{first}"
         if a in rows and b in rows:
             results = paired_comparison(reports[a], reports[b], PAIRED_METRICS, names=(a, b))
             paired[f"{a} vs {b}"] = [r.as_dict() for r in results]
@@ -170,7 +187,7 @@ def main() -> None:
                 f"Paired per clip, {label(a)} vs {label(b)} ({args.samples} clips; 95% bootstrap "
                 "interval of the mean difference; sign test over the clips that are not tied):",
                 "",
-                format_comparison(results, ("memory", other)),
+                format_comparison(results, (mine, other)),
             ]
     lines += ["", f"World: Flatland `{world}`, {args.samples} clips of world seed {args.seed}."]
     if elsewhere:

@@ -92,6 +92,10 @@ class DiTConfig:
     from the relative cameras; the same choice in every block, no learned scores)."""
     tokenizer_kernel: tuple[int, int, int] = (2, 2, 2)
     """Memory tokenizer Conv3d kernel = stride over (frames, rows, columns)."""
+    attention_logit_scale: float = 1.0
+    """Multiplies every self-attention logit (q·k/sqrt(d), after QK-norm; retrieval ranks the same): 1 is the
+    reference; below 1 softens attention, an inference-time calibration measured on the built-in Flatland models
+    (docs/deviations.md). Equivalent to scaling the QK-norm gains of q by this factor."""
     attention_chunk_frames: int = 4
     """Query frames per windowed/memory attention call at most: bounds the memory of the gathered keys and values
     (0: all frames in one call); large inputs gather fewer frames per call, each call's keys at most
@@ -132,6 +136,8 @@ class DiTConfig:
             raise ConfigError(
                 f"attention_backend: expected one of {ATTENTION_BACKENDS}, got {self.attention_backend!r}"
             )
+        if not self.attention_logit_scale > 0:
+            raise ConfigError(f"attention_logit_scale: expected > 0, got {self.attention_logit_scale}")
         if self.retrieval not in RETRIEVAL_MODES:
             raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
         if self.prediction not in PREDICTIONS:

@@ -714,6 +714,20 @@ def test_demo_rerun_removes_the_earlier_runs_extra_files(tmp_path, capsys):
     assert [p.name for p in (out / "data").iterdir() if p.is_dir()] == ["sample_00000"]
 
 
+def test_demo_logit_scale_softens_the_shipped_model_and_says_so(tmp_path, capsys):
+    code, _, err = run(capsys, "demo", "--logit-scale", "0", "--out", tmp_path / "bad")
+    assert code == 2 and "--logit-scale" in err and "Traceback" not in err and not (tmp_path / "bad").exists()
+    reports = {}
+    for scale in ("1", "0.5"):
+        out = tmp_path / f"s{scale}"
+        code, text, _ = run(capsys, "demo", "--logit-scale", scale, "--samples", "1", "--steps", "2", "--no-video",
+                            "--out", out)  # fmt: skip
+        assert code == 0 and ("HyDRA, logits x0.5" in text) == (scale == "0.5")
+        reports[scale] = json.loads((out / "metrics.json").read_text())
+    assert reports["0.5"]["attention_logit_scale"] == 0.5 and reports["1"]["attention_logit_scale"] == 1.0
+    assert reports["0.5"]["mean"]["psnr"] != reports["1"]["mean"]["psnr"]
+
+
 @pytest.mark.slow
 def test_a_model_exported_as_pth_loads_back_in_demo(tmp_path, capsys):
     """An exported .pth/.ckpt carries its config: load_dit and `demo --weights` need no extra flag."""

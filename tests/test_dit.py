@@ -477,6 +477,31 @@ def test_attention_probe_measures_how_sharply_each_query_attends(attention):
     assert not torch.allclose(sharp, expected)
 
 
+@pytest.mark.parametrize("attention", ["memory", "full", "window"])
+def test_attention_logit_scale_multiplies_every_self_attention_logit(attention):
+    """attention_logit_scale = s is the model with every q QK-norm gain multiplied by s: the same retrieval, each
+    logit q.k/sqrt(d) times s; s < 1 spreads attention over more keys."""
+    from hydra_wm.models.attention import AttentionProbe
+
+    x = inputs()
+    plain = random_model(attention=attention, window=3, top_k=2)
+    scaled = random_model(attention=attention, window=3, top_k=2, attention_logit_scale=0.6)
+    with torch.no_grad():
+        for block in plain.blocks:
+            block.self_attn.norm_q.weight.mul_(0.6)
+    probes = AttentionProbe(3 * 24), AttentionProbe(3 * 24)
+    expected, out = run(plain, x, attention_hook=probes[0]), run(scaled, x, attention_hook=probes[1])
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out, run(random_model(attention=attention, window=3, top_k=2), x), atol=1e-3)
+    sharp = AttentionProbe(3 * 24)
+    run(random_model(attention=attention, window=3, top_k=2), x, attention_hook=sharp)
+    assert float(torch.cat([c.effective_keys.flatten() for c in probes[1].calls]).mean()) > float(
+        torch.cat([c.effective_keys.flatten() for c in sharp.calls]).mean()
+    )
+    with pytest.raises(ConfigError, match="attention_logit_scale"):
+        dit_config("debug", attention_logit_scale=0.0)
+
+
 # ----------------------------------------------------------------------------------------- attention paths
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 @pytest.mark.parametrize("attention", ["memory", "window"])

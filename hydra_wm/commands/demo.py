@@ -66,6 +66,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="how the memory model ranks memory frames: relevance (HyDRA's learned scores, the default) "
         "or camera (the paper's camera-FOV retrieval ablation, from the cameras)",
     )
+    p.add_argument(
+        "--logit-scale",
+        type=float,
+        metavar="S",
+        help="multiply every self-attention logit by S (below 1: softer attention; an inference-time calibration, "
+        "docs/deviations.md; default 1, the reference)",
+    )
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the initial noise (default 0)")
     p.add_argument(
@@ -138,11 +145,15 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
     load = load_flatland_model if args.rollout is None else load_rollout_model
-    model = load(args.attention, args.weights, retrieval=args.retrieval)
+    if args.logit_scale is not None and not args.logit_scale > 0:
+        raise InputError(f"--logit-scale: expected a number > 0, got {args.logit_scale}")
+    model = load(args.attention, args.weights, retrieval=args.retrieval, logit_scale=args.logit_scale)
     config = model.flatland
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
     if model.attention == "memory" and model.dit.cfg.retrieval == "camera":
         label = "memory, camera-FOV retrieval"
+    if model.dit.cfg.attention_logit_scale != 1.0:
+        label = f"{label.split(' (')[0]}, logits x{model.dit.cfg.attention_logit_scale:g}"  # fits the video caption
     parameters = sum(p.numel() for p in model.dit.parameters()) / 1e6
     if args.rollout is not None:
         print(f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters, trained on preset "
@@ -188,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(model.path),
         "attention": model.attention,
         "retrieval": model.dit.cfg.retrieval,
+        "attention_logit_scale": model.dit.cfg.attention_logit_scale,
         "flatland_preset": model.card.flatland_preset,
         "seed": seed,
         "noise_seed": args.noise_seed,

@@ -121,11 +121,13 @@ def load_flatland_model(
     *,
     retrieval: str | None = None,
     rollout: bool = False,
+    logit_scale: float | None = None,
 ) -> FlatlandModel:
     """The shipped model for `attention`, or the DiT file `weights` (a card next to it is used when present).
 
     `retrieval` overrides how a `memory` model ranks memory frames (`camera`: the camera-FOV ablation); `rollout`
-    picks the shipped weights fine-tuned on rollout chunks (`weights_path(attention, rollout=True)`)."""
+    picks the shipped weights fine-tuned on rollout chunks (`weights_path(attention, rollout=True)`);
+    `logit_scale` sets `DiTConfig.attention_logit_scale` (below 1: softer attention)."""
     path = Path(weights) if weights is not None else weights_path(attention, rollout)
     if not path.is_file():
         if weights is None:
@@ -136,7 +138,8 @@ def load_flatland_model(
                 f"(see hydra_wm/flatland/weights/MODEL_CARD.md) and pass --weights"
             )
         raise InputError(f"{path}: weights file not found")
-    dit = load_dit(path, dtype=torch.float32, **({"retrieval": retrieval} if retrieval else {}))
+    overrides = {"retrieval": retrieval, "attention_logit_scale": logit_scale}
+    dit = load_dit(path, dtype=torch.float32, **{k: v for k, v in overrides.items() if v is not None})
     card = ModelCard.for_weights(path)
     codec = PixelCodec(card.codec_factor)
     if dit.cfg.in_dim != codec.z_dim:
@@ -148,12 +151,16 @@ def load_flatland_model(
 
 
 def load_rollout_model(
-    attention: str = "memory", weights: str | Path | None = None, *, retrieval: str | None = None
+    attention: str = "memory",
+    weights: str | Path | None = None,
+    *,
+    retrieval: str | None = None,
+    logit_scale: float | None = None,
 ) -> FlatlandModel:
     """The model a rollout uses: `weights` when given, else the shipped weights of `attention` fine-tuned on rollout
     chunks where there are some (memory), else the shipped model (`hydra-wm demo --rollout`, live play)."""
     rollout = weights is None and weights_path(attention, rollout=True).is_file()
-    return load_flatland_model(attention, weights, retrieval=retrieval, rollout=rollout)
+    return load_flatland_model(attention, weights, retrieval=retrieval, rollout=rollout, logit_scale=logit_scale)
 
 
 @dataclass

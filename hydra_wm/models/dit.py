@@ -205,6 +205,8 @@ class SelfAttention(nn.Module):
             k = self.norm_k(self.k(h))
             v = heads(self.v(h))
             tables = (rope["tokens"],)
+        if cfg.attention_logit_scale != 1.0:  # after retrieval, which reads q unscaled (its ranking would not change)
+            q = q * cfg.attention_logit_scale
         # Rebinding q and k frees the un-rotated copies early (the full-resolution activations dominate memory).
         # (The retrieval above has read q and the memory keys before RoPE; both may now be rotated in place.)
         q = apply_rope(heads(q), rope["tokens"], overwrite=reuse_temporaries())
