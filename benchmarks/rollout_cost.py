@@ -74,7 +74,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         rollouts = {}
         for name, (_, history) in runs.items():
-            history_config = RolloutConfig(history=history, chunk_frames=CHUNK, recent_frames=8, memory_frames=12)
+            history_config = RolloutConfig.for_context(models[name].flatland.context_frames, CHUNK, history)
             rollouts[name] = start_rollout(
                 models[name], clip, history_config, num_steps=args.steps, record_retrieval=False
             )

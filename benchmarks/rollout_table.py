@@ -119,7 +119,8 @@ def main() -> None:
     for row in rows:
         spec = ROWS[row]
         model = load_flatland_model(spec.attention, rollout=spec.rollout)
-        rollout_config = RolloutConfig(spec.history, CHUNK, recent_frames=8, memory_frames=12, selection=spec.selection)
+        context = model.flatland.context_frames
+        rollout_config = RolloutConfig.for_context(context, CHUNK, spec.history, selection=spec.selection)
         results[row], seconds[row] = {}, []
         for index, name in enumerate(names):
             clip = render_clip(config, args.seed, index)

@@ -86,11 +86,15 @@ class RolloutConfig:
         return self.recent_frames + self.memory_frames
 
     @classmethod
-    def for_context(cls, context_frames: int, chunk_frames: int, history: str = "memory") -> RolloutConfig:
+    def for_context(
+        cls, context_frames: int, chunk_frames: int, history: str = "memory", *, kernel: int = 1, **options
+    ) -> RolloutConfig:
         """Chunks conditioned on as many frames as a model's context holds: the 8 newest (the default
-        `recent_frames`, fewer for a shorter context) and the rest pre-selected from the older history."""
+        `recent_frames`, fewer for a shorter context) and the rest pre-selected from the older history, rounded
+        down to whole units of the memory tokenizer's temporal `kernel`. `options`: the other fields."""
         recent = min(cls.recent_frames, context_frames)
-        return cls(history, chunk_frames, recent_frames=recent, memory_frames=context_frames - recent)
+        memory = (context_frames - recent) // kernel * kernel
+        return cls(history, chunk_frames, recent_frames=recent, memory_frames=memory, **options)
 
 
 # ------------------------------------------------------------------------------------------------ the plan

@@ -140,13 +140,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads: expected at least 1, got {args.threads}")
     if args.rollout is not None and args.rollout < 1:
         raise InputError(f"--rollout: expected at least 1 chunk, got {args.rollout}")
+    if args.logit_scale is not None and not args.logit_scale > 0:
+        raise InputError(f"--logit-scale: expected a number > 0, got {args.logit_scale}")
     check_output_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
     load = load_flatland_model if args.rollout is None else load_rollout_model
-    if args.logit_scale is not None and not args.logit_scale > 0:
-        raise InputError(f"--logit-scale: expected a number > 0, got {args.logit_scale}")
     model = load(args.attention, args.weights, retrieval=args.retrieval, logit_scale=args.logit_scale)
     config = model.flatland
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
@@ -262,7 +262,8 @@ def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
         context_frames=trained.context_frames,
         target_frames=args.rollout * chunk,
     )
-    history = RolloutConfig.for_context(trained.context_frames, chunk, args.history)
+    kernel = model.dit.cfg.tokenizer_kernel[0]
+    history = RolloutConfig.for_context(trained.context_frames, chunk, args.history, kernel=kernel)
     out: Path = args.out
     print(
         f"rollout: {args.samples} long clip(s) of world long-glance ({config.context_frames} context + "

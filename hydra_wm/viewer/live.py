@@ -90,13 +90,8 @@ class LiveSession:
             raise InputError(f"clip index: expected >= 0, got {index}")
         config = self.model.flatland
         clip = render_clip(config, seed, index)
-        recent = min(8, config.context_frames)
-        history = RolloutConfig(
-            history="memory",
-            chunk_frames=self.chunk_frames,
-            recent_frames=recent,
-            memory_frames=(config.context_frames - recent) // 2 * 2,
-        )
+        kernel = self.model.dit.cfg.tokenizer_kernel[0]
+        history = RolloutConfig.for_context(config.context_frames, self.chunk_frames, kernel=kernel)
         self.seed, self.index, self.history = seed, index, history
         self.rollout = start_rollout(self.model, clip, history, noise_seed=self.noise_seed, num_steps=self.steps)
         Tc = clip.context_frames
