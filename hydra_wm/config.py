@@ -12,7 +12,7 @@ from .errors import ConfigError
 
 ATTENTION_MODES = ("memory", "full", "window")
 RETRIEVAL_MODES = ("relevance", "camera")
-PREDICTIONS = ("velocity", "sample")
+PREDICTIONS = ("velocity", "sample", "preconditioned")
 ATTENTION_BACKENDS = ("gather", "flex")
 
 
@@ -114,7 +114,10 @@ class DiTConfig:
     `forward`, so training (velocity loss) and sampling are unchanged ("x-prediction with a v-loss", Li & He 2025,
     "Back to Basics: Let Denoising Generative Models Denoise"). A deliberate deviation for tiny models: a small
     head cannot pass the noise through exactly, and with `velocity` what it misses stays in the samples as
-    grain; with `sample` its errors are smooth."""
+    grain; with `sample` its errors are smooth. `preconditioned`: the clean latents as `c_skip * x_t + c_out * F`
+    with F the head's output (EDM's preconditioning, Karras et al. 2022, for x_t = (1 - sigma) x0 + sigma noise and
+    unit data variance; `models.dit.preconditioning`): F is the clean sample at high noise, as with `sample`, and a
+    scaled correction of x_t at low noise, where `sample` must rebuild the whole input through the network."""
 
     def __post_init__(self) -> None:
         self.patch_size = int_triple(self.patch_size, "patch_size")

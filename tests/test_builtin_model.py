@@ -76,3 +76,24 @@ def test_the_rollout_model_ships_and_rolls_out_at_its_cards_numbers():
     scores = score_rollout(result.generated, clip, config, result.chunk_frames)
     for key in ("psnr", "background_psnr"):
         assert scores[key] >= reference[key] - PSNR_MARGIN_DB, (key, scores[key], reference[key])
+
+
+def test_diagnosis_splits_the_clean_frame_error_into_background_subjects_and_the_input_alone():
+    """scripts/flatland_diagnose.py's per-noise-level numbers (the model card's "What limits generation 2")."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "flatland_diagnose.py"
+    spec = importlib.util.spec_from_file_location("flatland_diagnose", path)
+    diagnose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnose)
+    model = world_model.load_flatland_model("memory")
+    clip = render_clip(model.flatland, 2000, 0)
+    low, high = diagnose.noise_levels(model, [clip], sigmas=(0.02, 0.98))
+    # The input alone is nearly the truth at low noise and carries nothing at full noise.
+    assert low["input_psnr"] > 40 > 20 > high["input_psnr"]
+    # At full noise the model draws the returning background from memory far better than the subjects, and far
+    # better than its input.
+    assert high["x0_psnr_background"] > high["input_psnr"] + 5
+    assert high["x0_psnr_background"] > high["x0_psnr_subjects"] + 10
+    assert low["x0_psnr"] > high["x0_psnr"]

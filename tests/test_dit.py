@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 import hydra_wm
 from hydra_wm.config import dit_config, rope_split, window_starts
 from hydra_wm.errors import CheckpointError, ConfigError, InputError
-from hydra_wm.models.dit import HydraDiT
+from hydra_wm.models.dit import HydraDiT, preconditioning
 from hydra_wm.models.loading import HYDRA_MODULES
 from hydra_wm.models.memory import (
     memory_eligibility,
@@ -142,6 +142,31 @@ def test_sample_prediction_turns_the_heads_x0_into_the_velocity(timestep, sigma)
         torch.testing.assert_close(x["latents"] - sigma * v, x0, atol=1e-5, rtol=1e-5)
     with pytest.raises(ConfigError, match="prediction"):
         dit_config("debug", prediction="noise")
+
+
+@pytest.mark.parametrize("timestep, sigma", [(500.0, 0.5), (900.0, 0.9), (100.0, 0.1)])
+def test_preconditioned_prediction_adds_the_skip_to_the_heads_output(timestep, sigma):
+    model = random_model()
+    x = inputs(frames=6) | {"timestep": torch.tensor([timestep])}
+    head = run(model, x)  # the same weights' head output, read as F
+    v = run(with_config(model, prediction="preconditioned"), x)
+    variance = (1 - sigma) ** 2 + sigma**2
+    x0 = (1 - sigma) / variance * x["latents"] + sigma / variance**0.5 * head
+    torch.testing.assert_close(x["latents"] - sigma * v, x0, atol=1e-5, rtol=1e-5)
+
+
+def test_preconditioning_is_the_best_linear_skip_and_its_residual_scale():
+    # For x_t = (1 - s) x0 + s n with unit-variance x0 and n: c_skip minimises E|x0 - c x_t|^2 and c_out is the
+    # standard deviation left, so F = (x0 - c_skip x_t) / c_out has unit variance at every noise level.
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 400_000, generator=generator, dtype=torch.float64)
+    for sigma in (0.05, 0.3, 0.5, 0.8, 0.98):
+        x_t = (1 - sigma) * x0 + sigma * noise
+        c_skip, c_out = preconditioning(torch.tensor(sigma, dtype=torch.float64))
+        least_squares = (x0 * x_t).mean() / (x_t * x_t).mean()
+        assert abs(float(c_skip - least_squares)) < 0.01, sigma
+        assert abs(float(((x0 - c_skip * x_t) / c_out).std()) - 1.0) < 0.01, sigma
+    assert preconditioning(torch.tensor(1.0)) == (0.0, 1.0)  # pure noise: F is the clean sample, as with `sample`
 
 
 def test_memory_with_top_k_zero_equals_window():

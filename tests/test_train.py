@@ -238,6 +238,10 @@ def test_fresh_preset_overrides_reach_the_model(tmp_path):
     assert (model.cfg.top_k, model.cfg.tokenizer_kernel, model.cfg.prediction) == (3, (1, 1, 1), "sample")
     assert model.blocks[0].self_attn.tokenizer.conv.kernel_size == (1, 1, 1)
     assert build_model(TrainConfig(data=str(tmp_path), preset="debug", out="x", top_k=0), CHANNELS, 16).cfg.top_k == 0
+    sized = TrainConfig(data=str(tmp_path), preset="debug", out="x", dim=96, num_heads=2, num_layers=3, ffn_dim=64)
+    model = build_model(sized, CHANNELS, 16)
+    assert (model.cfg.dim, model.cfg.num_heads, model.cfg.num_layers, model.cfg.ffn_dim) == (96, 2, 3, 64)
+    assert len(model.blocks) == 3 and model.blocks[0].ffn[0].weight.shape == (64, 96)
 
 
 def test_copy_init_makes_attention_a_similarity_search(tmp_path):

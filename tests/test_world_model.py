@@ -108,6 +108,10 @@ def test_export_writes_the_checkpoints_ema_or_raw_weights_as_a_loadable_dit(tmp_
                          (["--stop-after", "4", *options, "--resume"], "other settings (tokenizer_kernel)"),
                          (["--init", str(tmp_path / "raw.safetensors"), "--tokenizer-kernel", "1", "1", "1"],
                           "tokenizer_kernel: only for a fresh preset"),
+                         (["--init", str(tmp_path / "raw.safetensors"), "--num-layers", "8"],
+                          "num_layers: only for a fresh preset"),
+                         (["--dim", "0"], "dim: expected a positive integer"),
+                         (["--num-heads", "5"], "is not divisible by num_heads"),
                          (["--qk-norm-init", "0"], "qk_norm_init: expected > 0"),
                          (["--camera-init-std", "-1"], "camera_init_std: expected > 0")):  # fmt: skip
         args = _train_args(run, *bad)

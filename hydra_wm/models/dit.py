@@ -31,6 +31,17 @@ SAMPLE_SIGMA_MIN = 0.05
 value of Li & He's JiT)."""
 
 
+def preconditioning(sigma: Tensor) -> tuple[Tensor, Tensor]:
+    """`prediction="preconditioned"`: (c_skip, c_out) with x0 = c_skip * x_t + c_out * F.
+
+    For x_t = (1 - sigma) x0 + sigma n with unit-variance data and noise, c_skip * x_t is the best linear estimate
+    of x0 from x_t and c_out the standard deviation of what it misses (EDM, Karras et al. 2022, Eq. 7 with this
+    schedule): c_skip -> 1, c_out -> sigma as sigma -> 0 (the input passes through, F is a small correction);
+    c_skip -> 0, c_out -> 1 as sigma -> 1 (F is the clean sample, as with `sample`)."""
+    variance = (1 - sigma) ** 2 + sigma**2
+    return (1 - sigma) / variance, sigma / variance.sqrt()
+
+
 def sinusoidal_embedding(timestep: Tensor, dim: int) -> Tensor:
     """(B,) -> (B, dim) float64: cosine half first, then sine; frequencies 10000^(-i/(dim/2)).
 
@@ -499,7 +510,11 @@ class HydraDiT(nn.Module):
         out = rearrange(
             x, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=frames, h=rows, w=cols, pt=pt, ph=ph, pw=pw
         )  # (B, C, F, H, W)
-        if cfg.prediction == "sample":  # x0 -> velocity (x_t - x0) / sigma, in float32
-            sigma = (timestep.float() / TIMESTEP_SCALE).clamp(min=SAMPLE_SIGMA_MIN).reshape(-1, 1, 1, 1, 1)
-            out = ((latents.float() - out.float()) / sigma).to(out.dtype)
+        if cfg.prediction != "velocity":  # x0 -> velocity (x_t - x0) / sigma, in float32
+            sigma = (timestep.float() / TIMESTEP_SCALE).reshape(-1, 1, 1, 1, 1)
+            x0 = out.float()
+            if cfg.prediction == "preconditioned":
+                c_skip, c_out = preconditioning(sigma)
+                x0 = c_skip * latents.float() + c_out * x0
+            out = ((latents.float() - x0) / sigma.clamp(min=SAMPLE_SIGMA_MIN)).to(out.dtype)
         return (out, retrievals) if return_retrieval else out

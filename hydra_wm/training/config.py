@@ -82,6 +82,16 @@ class TrainConfig:
     """Memory tokenizer kernel = stride (frames, rows, columns) of a fresh preset (HyDRA: 2 2 2; 1 1 1 keeps
     memory tokens at full resolution: a documented deviation); None keeps the preset's. Needs `preset` (a
     checkpoint's kernel is fixed by its weights)."""
+    dim: int | None = None
+    """Hidden width of a fresh preset; None keeps the preset's. With `num_heads`, `num_layers` and `ffn_dim`: the
+    size of a model trained from scratch (e.g. Flatland scaling studies). Needs `preset`."""
+    num_heads: int | None = None
+    """Attention heads of a fresh preset (the head width `dim / num_heads` must split into RoPE's three parts);
+    None keeps the preset's. Needs `preset`."""
+    num_layers: int | None = None
+    """DiT blocks of a fresh preset; None keeps the preset's. Needs `preset`."""
+    ffn_dim: int | None = None
+    """Feed-forward width of a fresh preset; None keeps the preset's. Needs `preset`."""
     top_k: int | None = None
     """Memory frames each query frame retrieves in `memory` mode (HyDRA: 10); None keeps the checkpoint's or
     preset's. A model's top-k is not fixed by its weights, so it may also change when starting from a checkpoint."""
@@ -194,6 +204,12 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected one of {allowed}, got {value!r}")
         if (self.init is None) == (self.preset is None):
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
+        for name in ("dim", "num_heads", "num_layers", "ffn_dim"):
+            value = getattr(self, name)
+            if value is not None and self.init is not None:
+                raise ConfigError(f"{name}: only for a fresh preset (a checkpoint's is fixed by its weights)")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
         if self.tokenizer_kernel is not None:
             if self.init is not None:
                 raise ConfigError("tokenizer_kernel: only for a fresh preset (a checkpoint's is fixed by its weights)")

@@ -78,6 +78,7 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     checked when they are None).
     """
     names = ("attention", "retrieval", "prediction", "tokenizer_kernel", "top_k")
+    names += ("dim", "num_heads", "num_layers", "ffn_dim")  # sizes: fresh presets only (`TrainConfig`)
     overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     if config.preset is not None:
         torch.manual_seed(config.seed)
