@@ -512,9 +512,9 @@ class HydraDiT(nn.Module):
         )  # (B, C, F, H, W)
         if cfg.prediction != "velocity":  # x0 -> velocity (x_t - x0) / sigma, in float32
             sigma = (timestep.float() / TIMESTEP_SCALE).reshape(-1, 1, 1, 1, 1)
-            x0 = out.float()
+            x_t, x0 = latents.float(), out.float()
             if cfg.prediction == "preconditioned":
                 c_skip, c_out = preconditioning(sigma)
-                x0 = c_skip * latents.float() + c_out * x0
-            out = ((latents.float() - x0) / sigma.clamp(min=SAMPLE_SIGMA_MIN)).to(out.dtype)
+                x0 = c_skip * x_t + c_out * x0
+            out = ((x_t - x0) / sigma.clamp(min=SAMPLE_SIGMA_MIN)).to(out.dtype)
         return (out, retrievals) if return_retrieval else out

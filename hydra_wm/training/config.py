@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, int_triple
+from ..config import ATTENTION_MODES, DIT_PRESETS, PREDICTIONS, RETRIEVAL_MODES, dit_config, int_triple
 from ..distributed import DEVICE_PREFERENCES
 from ..errors import ConfigError
 
@@ -204,16 +204,13 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected one of {allowed}, got {value!r}")
         if (self.init is None) == (self.preset is None):
             raise ConfigError("exactly one of init (a checkpoint) and preset (fresh weights) is needed")
-        for name in ("dim", "num_heads", "num_layers", "ffn_dim"):
-            value = getattr(self, name)
-            if value is not None and self.init is not None:
-                raise ConfigError(f"{name}: only for a fresh preset (a checkpoint's is fixed by its weights)")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-        if self.tokenizer_kernel is not None:
+        shape = {k: getattr(self, k) for k in ("dim", "num_heads", "num_layers", "ffn_dim", "tokenizer_kernel")}
+        shape = {k: v for k, v in shape.items() if v is not None}
+        for name in shape:
             if self.init is not None:
-                raise ConfigError("tokenizer_kernel: only for a fresh preset (a checkpoint's is fixed by its weights)")
-            self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
+                raise ConfigError(f"{name}: only for a fresh preset (a checkpoint's is fixed by its weights)")
+        if self.tokenizer_kernel is not None:
+            self.tokenizer_kernel = shape["tokenizer_kernel"] = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
         for name, weights in (("qk_norm_init", "norms"), ("camera_init_std", "encoders")):  # fresh-preset inits
             value = getattr(self, name)
             if value is None:
@@ -226,6 +223,8 @@ class TrainConfig:
             raise ConfigError("copy_init: only for a fresh preset (a checkpoint brings its own attention weights)")
         if self.preset is not None and self.preset not in DIT_PRESETS:
             raise ConfigError(f"preset: unknown DiT preset {self.preset!r}; known: {', '.join(sorted(DIT_PRESETS))}")
+        if self.preset is not None:
+            dit_config(self.preset, **shape)  # the DiT's own checks of the resized preset, before any work
         if self.flatland is not None and self.flatland not in flatland_presets():
             raise ConfigError(
                 f"data: unknown flatland preset {self.flatland!r}; known: {', '.join(sorted(flatland_presets()))}"
