@@ -2,7 +2,7 @@
 `hydra-wm eval`.
 
     python benchmarks/flatland_table.py [--samples 32] [--seed 1000] [--out runs/flatland-table] [--threads 2]
-        [--sampling-steps 20,1] [--camera-retrieval] [--logit-scale S] [--reuse]
+        [--sampling-steps 20,1] [--camera-retrieval] [--logit-scale S] [--view-snap TOL] [--reuse]
 
 1. `hydra-wm demo --no-video` with every shipped model (memory, window, full: those that exist and were trained on
    the memory model's Flatland preset; the others are named under the table) on the same
@@ -11,7 +11,9 @@
    posterior-mean prediction x0 = x1 - v, which maximises PSNR for a model that cannot yet sample sharply);
    with `--camera-retrieval`, also the memory model with the camera-FOV retrieval ablation (`--retrieval camera`);
    with `--logit-scale S`, also memory and full with every attention logit multiplied by S (`--logit-scale`, the
-   softer-attention calibration of docs/deviations.md), compared with each other;
+   softer-attention calibration of docs/deviations.md), compared with each other; with `--view-snap TOL`, also
+   memory, full and window sampled with view snapping (`hydra-wm demo --view-snap`), compared with each other and
+   with the plain memory row (every other row samples without snapping, whatever the model cards say);
 2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
 3. `hydra-wm eval` of every prediction folder against the clips;
 4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
@@ -80,6 +82,13 @@ def main() -> None:
         help="add rows: memory and full with every attention logit multiplied by S (first step count)",
     )
     parser.add_argument(
+        "--view-snap",
+        type=float,
+        metavar="TOL",
+        help="add rows: memory, full and window sampled with view snapping at tolerance TOL (first step count); "
+        "every other row samples without it, whatever the model cards say",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep outputs already in OUT (a demo folder with metrics.json, an eval report) "
@@ -100,16 +109,23 @@ def main() -> None:
     models = [a for a in models if worlds[a] == world]
     step_counts = [int(s) for s in args.sampling_steps.split(",")]
     generated, fresh = {}, set()  # fresh: outputs (re)made in this run, whose evaluation is redone too
-    runs = [(attention, attention, steps, []) for attention in models for steps in step_counts]  # (row, model, ...)
+    plain = ["--view-snap", "0"]  # the models themselves: no view snapping, whatever the cards say
+    runs = [(attention, attention, steps, plain) for attention in models for steps in step_counts]  # (row, model,..)
     if args.camera_retrieval and "memory" in models:
-        runs.append(("memory-camera", "memory", step_counts[0], ["--retrieval", "camera"]))
+        runs.append(("memory-camera", "memory", step_counts[0], ["--retrieval", "camera", *plain]))
     soft = {}  # row -> the model it softens
     if args.logit_scale is not None:
         for attention in ("memory", "full"):
             if attention in models:
                 soft[f"{attention}-soft"] = attention
-                scale = ["--logit-scale", f"{args.logit_scale:g}"]
+                scale = ["--logit-scale", f"{args.logit_scale:g}", *plain]
                 runs.append((f"{attention}-soft", attention, step_counts[0], scale))
+    snapped = {}  # row -> the model it samples with view snapping
+    if args.view_snap is not None:
+        for attention in ("memory", "full", "window"):
+            if attention in models:
+                snapped[f"{attention}-snap"] = attention
+                runs.append((f"{attention}-snap", attention, step_counts[0], ["--view-snap", f"{args.view_snap:g}"]))
     for row, attention, steps, extra in runs:
         name = f"{row}-{steps}"
         if not (args.reuse and (out / name / "metrics.json").is_file()):
@@ -133,7 +149,7 @@ def main() -> None:
             )
         generated[name] = (row, steps)
         report = json.loads((out / name / "metrics.json").read_text())
-        if attention == "memory" and row not in soft:  # softer attention retrieves the same frames
+        if attention == "memory" and row not in soft and row not in snapped:  # (these retrieve the same frames)
             retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
     for kind in ("repeat-last", "closest-camera"):
@@ -155,7 +171,9 @@ def main() -> None:
     def label(name: str) -> str:
         if name in generated:
             row, steps = generated[name]
-            text = LABELS[soft.get(row, row)] + (f", attention logits x{args.logit_scale:g}" if row in soft else "")
+            text = LABELS[soft.get(row, snapped.get(row, row))]
+            text += f", attention logits x{args.logit_scale:g}" if row in soft else ""
+            text += f", view snapping {args.view_snap:g}" if row in snapped else ""
             return f"{text}, {steps} step{'s' if steps > 1 else ''}"
         return LABELS[name]
 
@@ -177,6 +195,7 @@ def main() -> None:
     paired = {}
     first = step_counts[0]
     pairs = [("memory", "window"), ("memory", "full"), ("memory-soft", "full-soft"), ("memory-soft", "memory")]
+    pairs += [("memory-snap", "full-snap"), ("memory-snap", "window-snap"), ("memory-snap", "memory")]
     for mine, other in pairs:
         a, b = f"{mine}-{first}", f"{other}-{first}"
         if a in rows and b in rows:

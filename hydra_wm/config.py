@@ -119,6 +119,23 @@ class DiTConfig:
     unit data variance; `models.dit.preconditioning`): F is the clean sample at high noise, as with `sample`, and a
     scaled correction of x_t at low noise, where `sample` must rebuild the whole input through the network."""
 
+    aligned_view_input: bool = False
+    """Give every target frame the context frame whose camera looks most nearly the same way, token for token:
+    its latents, patch-embedded by `view_embedding` (initialised as the patch embedding without its bias, so the
+    target tokens start as the embedding of their latents plus the view), are added to the target frame's tokens
+    before the first block. The frame is chosen by the cosine of the viewing
+    directions (the paper's camera-FOV retrieval, top 1; of equally aligned frames the latest). A deliberate
+    deviation, off for the real model: it suits worlds whose revisited views return at the same screen positions
+    (Flatland's `glance` camera); translation or a rotated view would need a warp that this does not do. Measured
+    on the built-in models (docs/deviations.md)."""
+
+    aligned_view_gate: bool = False
+    """Blend each target frame's clean-sample prediction with the same aligned context frame, per latent value:
+    x0 <- x0 + g * (view - x0) with g = sigmoid(`view_gate`(the head's input features)), so the model can copy a
+    returning view exactly where it judges it right and paint the rest (moved subjects) itself. The gate starts
+    nearly shut (zero weights, bias `models.dit.VIEW_GATE_BIAS`: g = 0.018). Needs a clean-sample prediction
+    (`sample` or `preconditioned`). The same deviation as `aligned_view_input`, off for the real model."""
+
     def __post_init__(self) -> None:
         self.patch_size = int_triple(self.patch_size, "patch_size")
         self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
@@ -145,6 +162,8 @@ class DiTConfig:
             raise ConfigError(f"retrieval: expected one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"prediction: expected one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.aligned_view_gate and self.prediction == "velocity":
+            raise ConfigError("aligned_view_gate: needs prediction 'sample' or 'preconditioned' (it blends x0)")
         if self.top_k < 0:
             raise ConfigError(f"top_k: expected >= 0, got {self.top_k}")
         rope_split(self.head_dim)

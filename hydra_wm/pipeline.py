@@ -167,6 +167,27 @@ class Conditioning:
     """(B, Ft, 12)"""
 
 
+@dataclass
+class ViewSnap:
+    """Sampling with view snapping: at every step, wherever the model's clean-sample estimate is already within
+    `tolerance` of the aligned context frame (`models.memory.aligned_view_latents`), the estimate becomes that
+    frame exactly.
+
+    A deliberate deviation for the built-in Flatland models (docs/deviations.md), off unless asked for: it locks in
+    what the model's memory recalled, value by value, and leaves to the model whatever it paints differently
+    (subjects that moved, views no context frame showed). It copies nothing the model did not already come close
+    to: a model without memory gains little from it (model card)."""
+
+    views: Tensor
+    """(B, C, Ft, h, w) latents: for each target frame, the context frame of the closest viewing direction."""
+    tolerance: float
+    """Largest |estimate - view| (latent units) that snaps."""
+
+    def __call__(self, x0: Tensor) -> Tensor:
+        views = self.views.to(x0)
+        return torch.where((x0 - views).abs() < self.tolerance, views, x0)
+
+
 def check_sample(sample: Sample, config: GenerationConfig) -> None:
     """Raise a one-line InputError unless the sample's tensors match `config`."""
     expected = (3, config.context_frames, config.height, config.width)
@@ -374,6 +395,7 @@ def denoise(
     attention_hook: AttentionHook | None = None,
     progress: bool = True,
     description: str = "denoising",
+    view_snap: ViewSnap | None = None,
 ) -> Tensor:
     """The sampling loop: Euler steps of the flow from `noise` (B, C, Ft, h, w) to target latents (float32).
 
@@ -382,7 +404,8 @@ def denoise(
     (one batch of 2B when `cfg_batch`, else two passes); only the target frames are stepped.
     `on_step(step, timestep, retrievals)` receives the per-block retrievals (rows: prompt passes, then
     negative passes), e.g. a `RetrievalRecorder`; `attention_hook` is passed to every DiT call
-    (`models.attention`).
+    (`models.attention`). `view_snap`: each step's clean-sample estimate x0 = x - sigma * v is snapped
+    (`ViewSnap`) and the step taken towards the snapped estimate.
     """
     device = noise.device
     context_latents = cond.context_latents.to(device, torch.float32)
@@ -413,6 +436,9 @@ def denoise(
         if use_cfg:
             v_pos, v_neg = velocity.chunk(2)
             velocity = v_neg + guidance_scale * (v_pos - v_neg)
+        if view_snap is not None:  # the Euler step goes straight to x0 at sigma 0: aim it at the snapped x0
+            sigma = schedule.sigmas[i].item()
+            velocity = (x - view_snap(x - sigma * velocity)) / sigma
         x = schedule.step(x, velocity, i)
         if on_step is not None:
             on_step(i, timestep.item(), _cat_retrievals(retrievals))

@@ -41,11 +41,19 @@ def test_shipped_weights_are_small_and_carry_their_card(attention):
 
 
 @pytest.mark.parametrize("attention", SHIPPED)
-def test_demo_path_on_one_clip_stays_at_the_model_cards_numbers(attention):
+@pytest.mark.parametrize("record", ["regression", "regression_snap"])
+def test_demo_path_on_one_clip_stays_at_the_model_cards_numbers(attention, record):
+    """`regression`: the model with the plain sampler; `regression_snap`: the card's sampler (view snapping at
+    the card's tolerance, what `hydra-wm demo` runs)."""
     model = world_model.load_flatland_model(attention)
-    reference = model.card.extra["regression"]
+    if record not in model.card.extra:
+        assert record == "regression_snap" and model.card.view_snap == 0  # a card without snapping has no record
+        return
+    reference = model.card.extra[record]
+    assert reference.get("view_snap", 0.0) == (model.card.view_snap if record == "regression_snap" else 0.0)
     clip = render_clip(model.flatland, reference["seed"], reference["index"])
-    result = world_model.run_clip(model, clip, noise_seed=reference["noise_seed"])
+    snap = None if record == "regression_snap" else 0.0  # None: the card's
+    result = world_model.run_clip(model, clip, noise_seed=reference["noise_seed"], view_snap=snap)
     scores = result.scores
     for key in ("psnr", "background_psnr", "background_psnr_revisit"):
         assert scores[key] >= reference[key] - PSNR_MARGIN_DB, (key, scores[key], reference[key])

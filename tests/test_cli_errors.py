@@ -728,6 +728,21 @@ def test_demo_logit_scale_softens_the_shipped_model_and_says_so(tmp_path, capsys
     assert reports["0.5"]["mean"]["psnr"] != reports["1"]["mean"]["psnr"]
 
 
+def test_demo_view_snap_follows_the_card_and_the_flag(tmp_path, capsys):
+    for bad in (("--view-snap", "-1"), ("--view-snap", "1", "--rollout", "2")):
+        code, _, err = run(capsys, "demo", *bad, "--out", tmp_path / "bad")
+        assert code == 2 and "--view-snap" in err and "Traceback" not in err and not (tmp_path / "bad").exists()
+    reports = {}
+    for flag in ((), ("--view-snap", "0")):
+        out = tmp_path / f"s{len(flag)}"
+        code, text, _ = run(capsys, "demo", *flag, "--samples", "1", "--steps", "4", "--no-video", "--out", out)
+        assert code == 0 and ("view snap 1" in text) == (not flag)  # the shipped card snaps at 1
+        reports[flag] = json.loads((out / "metrics.json").read_text())
+    assert reports[()]["view_snap"] == 1.0 and reports[("--view-snap", "0")]["view_snap"] == 0.0
+    snapped, plain = reports[()]["mean"], reports[("--view-snap", "0")]["mean"]
+    assert snapped["background_psnr"] > plain["background_psnr"] + 3  # (at 20 steps, the card: 38.6 vs 22.6 dB)
+
+
 @pytest.mark.slow
 def test_a_model_exported_as_pth_loads_back_in_demo(tmp_path, capsys):
     """An exported .pth/.ckpt carries its config: load_dit and `demo --weights` need no extra flag."""
@@ -744,7 +759,7 @@ def test_a_model_exported_as_pth_loads_back_in_demo(tmp_path, capsys):
     assert METADATA_KEY not in state and metadata["num_heads"] == str(shipped.dit.cfg.num_heads)
     code, out, err = run(capsys, "demo", "--weights", path, "--samples", "1", "--steps", "1", "--no-video",
                          "--out", tmp_path / "demo")  # fmt: skip
-    assert code == 0 and "Traceback" not in err and "memory.pth (HyDRA (memory)" in out
+    assert code == 0 and "Traceback" not in err and "memory.pth (HyDRA, view snap 1," in out  # the card came along
 
 
 # --------------------------------------------------------------------------------------------- the small things

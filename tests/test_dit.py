@@ -7,14 +7,16 @@ import math
 import pytest
 import torch
 from conftest import FIXTURES
+from einops import rearrange
 from safetensors.torch import load_file, save_file
 
 import hydra_wm
 from hydra_wm.config import dit_config, rope_split, window_starts
 from hydra_wm.errors import CheckpointError, ConfigError, InputError
-from hydra_wm.models.dit import HydraDiT, preconditioning
+from hydra_wm.models.dit import VIEW_GATE_BIAS, HydraDiT, preconditioning
 from hydra_wm.models.loading import HYDRA_MODULES
 from hydra_wm.models.memory import (
+    aligned_views,
     memory_eligibility,
     select_memory,
     windowed_memory_attention,
@@ -356,6 +358,103 @@ def test_camera_retrieval_ranks_memory_frames_by_viewing_direction():
     )
     with pytest.raises(ConfigError, match="retrieval: expected one of"):
         dit_config("debug", retrieval="fov")
+
+
+def test_aligned_views_pick_the_closest_heading_and_the_latest_of_equals():
+    yaws = torch.tensor([0.0, 0.8, 0.0, -0.8, 0.8, 0.4])  # context: headings 0 and 0.8 held twice each
+    context = yaw_cameras(yaws)[None]
+    target = yaw_cameras(torch.tensor([0.75, 0.05, -0.5, 0.3, 0.8]))[None]
+    # 0.75 -> the later of frames 1 and 4; 0.05 -> the later of 0 and 2; -0.5 -> 3; 0.3 -> 5 (0.4); 0.8 -> 4
+    assert aligned_views(context, target).tolist() == [[4, 2, 3, 5, 4]]
+    batch = aligned_views(torch.cat([context, context.flip(1)]), torch.cat([target, target]))
+    assert batch[1].tolist() == [4, 5, 2, 0, 4]  # per item: reversed context, ties again to the latest index
+
+
+def test_aligned_view_input_adds_the_chosen_context_frame_to_each_target_frame():
+    model = random_model(aligned_view_input=True)
+    frames, n_ctx = 8, 4
+    yaws = torch.tensor([0.0, 0.5, 1.0, 1.5, 1.4, 0.1, 0.9, 0.6])
+    cams = yaw_cameras(yaws)[None]
+    x = {**inputs(frames=frames, context_frames=n_ctx), "cam_context": cams[:, :n_ctx], "cam_target": cams[:, n_ctx:]}
+    latents, tokens = x["latents"], 2 * 3  # debug: patch (1, 2, 2) over 8 x 12 latents
+    with torch.no_grad():
+        embedded = rearrange(model.patch_embedding(latents), "b d f h w -> b (f h w) d")
+        added = model._add_aligned_view(embedded, latents, x["cam_context"], x["cam_target"])
+        views = rearrange(model.view_embedding(latents), "b d f h w -> b f (h w) d")
+    added = rearrange(added, "b (f t) d -> b f t d", f=frames)
+    embedded = rearrange(embedded, "b (f t) d -> b f t d", f=frames)
+    assert added.shape[2] == tokens * 4
+    torch.testing.assert_close(added[:, :n_ctx], embedded[:, :n_ctx])  # context frames untouched
+    for target, source in enumerate([3, 0, 2, 1]):  # yaw 1.4 -> 1.5, 0.1 -> 0.0, 0.9 -> 1.0, 0.6 -> 0.5
+        torch.testing.assert_close(added[:, n_ctx + target], embedded[:, n_ctx + target] + views[:, source])
+    # initialised as the patch embedding (no bias), the model is the one without the option fed each target frame's
+    # latents plus its aligned view's (the embedding is linear)
+    plain = HydraDiT(model.cfg.replace(aligned_view_input=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("view_embedding.")})
+    assert not torch.allclose(run(model, x), run(plain, x), atol=1e-3)
+    model.init_view_embedding()
+    summed = latents.clone()
+    summed[:, :, n_ctx:] += latents[:, :, [3, 0, 2, 1]]
+    torch.testing.assert_close(run(model, x), run(plain, {**x, "latents": summed}), rtol=1e-4, atol=1e-4)
+    fresh = HydraDiT(dit_config("debug", aligned_view_input=True))
+    fresh.init_weights()
+    assert torch.equal(fresh.view_embedding.weight, fresh.patch_embedding.weight)
+    assert torch.count_nonzero(fresh.view_embedding.bias) == 0
+
+
+def test_aligned_view_gate_blends_the_clean_sample_towards_the_aligned_view():
+    frames, n_ctx = 8, 4
+    cams = yaw_cameras(torch.tensor([0.0, 0.5, 1.0, 1.5, 1.4, 0.1, 0.9, 0.6]))[None]
+    x = {**inputs(frames=frames, context_frames=n_ctx), "cam_context": cams[:, :n_ctx], "cam_target": cams[:, n_ctx:]}
+    model = random_model(prediction="sample", aligned_view_gate=True)
+    plain = HydraDiT(model.cfg.replace(aligned_view_gate=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("view_gate.")})
+    sigma = float(x["timestep"]) / 1000
+    x0 = lambda m: x["latents"] - sigma * run(m, x)  # noqa: E731  (the model returns (x_t - x0) / sigma)
+    view = x["latents"][:, :, [3, 0, 2, 1]]  # yaw 1.4 -> 1.5, 0.1 -> 0.0, 0.9 -> 1.0, 0.6 -> 0.5
+    own = x0(plain)
+    for logit in (-4.0, 0.0, 2.0):  # a constant gate: x0 + sigmoid(logit) * (view - x0) on target frames only
+        with torch.no_grad():
+            model.view_gate.weight.zero_()
+            model.view_gate.bias.fill_(logit)
+        blended = x0(model)
+        torch.testing.assert_close(blended[:, :, :n_ctx], own[:, :, :n_ctx], rtol=1e-4, atol=1e-4)
+        expected = torch.lerp(own[:, :, n_ctx:], view, torch.sigmoid(torch.tensor(logit)))
+        torch.testing.assert_close(blended[:, :, n_ctx:], expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # a gate that reads the features: per value, not constant
+        model.view_gate.weight.normal_()
+    gated = x0(model)[:, :, n_ctx:]
+    share = (gated - own[:, :, n_ctx:]) / (view - own[:, :, n_ctx:])
+    assert share.min() > -1e-3 and share.max() < 1 + 1e-3 and share.std() > 0.1
+    fresh = HydraDiT(dit_config("debug", prediction="sample", aligned_view_gate=True))
+    fresh.init_weights()
+    assert torch.count_nonzero(fresh.view_gate.weight) == 0 and torch.all(fresh.view_gate.bias == VIEW_GATE_BIAS)
+    with pytest.raises(ConfigError, match="aligned_view_gate: needs prediction"):
+        dit_config("debug", aligned_view_gate=True)
+
+
+def test_checkpoint_without_aligned_view_loads_with_it_initialised(tmp_path):
+    model = random_model()
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded = hydra_wm.load_dit(path, num_heads=2, aligned_view_input=True)
+    assert loaded.cfg.aligned_view_input
+    assert torch.equal(loaded.view_embedding.weight, model.patch_embedding.weight)
+    assert torch.count_nonzero(loaded.view_embedding.bias) == 0
+    x = inputs(frames=6)
+    assert not torch.allclose(run(loaded, x), run(model, x), atol=1e-3)
+    # a file with the embedding loads it (and its config from the metadata)
+    with torch.no_grad():
+        loaded.view_embedding.weight.normal_()
+    metadata = {k: str(v) for k, v in loaded.cfg.to_dict().items()}
+    again = hydra_wm.load_dit(save_checkpoint(loaded, tmp_path / "v.safetensors", metadata=metadata))
+    assert again.cfg.aligned_view_input
+    assert torch.equal(again.view_embedding.weight, loaded.view_embedding.weight)
+    torch.testing.assert_close(run(again, x), run(loaded, x))
+    gated = hydra_wm.load_dit(path, num_heads=2, aligned_view_gate=True, prediction="sample")
+    assert torch.count_nonzero(gated.view_gate.weight) == 0 and torch.all(gated.view_gate.bias == VIEW_GATE_BIAS)
+    # the embedding without the option is an unexpected key, named
+    with pytest.raises(CheckpointError, match="view_embedding.weight"):
+        hydra_wm.load_dit(tmp_path / "v.safetensors", aligned_view_input=False)
 
 
 # ----------------------------------------------------------------------------------------- loading

@@ -9,6 +9,7 @@ from hydra_wm.errors import CheckpointError, InputError
 from hydra_wm.evaluation.plots import plot_retrieval
 from hydra_wm.flow import FlowMatchSchedule, round_timestep_bf16
 from hydra_wm.models.dit import HydraDiT
+from hydra_wm.models.memory import aligned_view_latents
 from hydra_wm.offload import ModelSlots, enable_block_offload, remove_block_offload
 from hydra_wm.pipeline import (
     CAMERA_DIM,
@@ -19,6 +20,7 @@ from hydra_wm.pipeline import (
     GenerationConfig,
     ModelFiles,
     RetrievalRecorder,
+    ViewSnap,
     denoise,
     initial_noise,
     save_retrieval,
@@ -82,6 +84,54 @@ class ExactVelocityDiT(nn.Module):
         out[prompt, :, fc:] = (self.noise - self.x0) / self.guidance
         out[:, :, :fc] = 1e6  # whatever the DiT says about the context must not leak into the result
         return out, [None]
+
+
+def yaw_cameras(yaws) -> torch.Tensor:
+    """(1, F, 12) cameras turning about the vertical axis (viewing direction = third column of R)."""
+    c, s = torch.cos(torch.tensor(yaws)), torch.sin(torch.tensor(yaws))
+    zero, one = torch.zeros_like(c), torch.ones_like(c)
+    rotation = torch.stack(
+        [torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1), torch.stack([-s, zero, c], -1)], -2
+    )
+    return torch.cat([rotation, torch.zeros(len(yaws), 3, 1)], -1).reshape(1, len(yaws), 12)
+
+
+def test_aligned_view_latents_gather_the_closest_heading_per_target_frame():
+    context = torch.arange(3.0).reshape(1, 1, 3, 1, 1).expand(1, 2, 3, 2, 2)  # latent frame i holds the value i
+    cam_context, cam_target = yaw_cameras([0.0, 0.7, 1.4]), yaw_cameras([1.3, 0.1, 0.8, 0.65])
+    views = aligned_view_latents(context, cam_context, cam_target)
+    assert views.shape == (1, 2, 4, 2, 2) and views[0, 0, :, 0, 0].tolist() == [2, 0, 1, 1]
+    # two latent frames per token frame (patch_t 2): token frame j holds latent frames 2j, 2j + 1
+    pairs = torch.arange(6.0).reshape(1, 1, 6, 1, 1)
+    views = aligned_view_latents(pairs, cam_context, cam_target[:, :2], patch_frames=2)
+    assert views[0, 0, :, 0, 0].tolist() == [4, 5, 0, 1]
+
+
+def test_view_snap_replaces_the_estimate_where_it_is_within_tolerance():
+    views = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    x0 = torch.tensor([0.05, 1.5, 1.9, -3.0])
+    assert ViewSnap(views, 0.2)(x0).tolist() == pytest.approx([0.0, 1.5, 2.0, -3.0])
+    assert torch.equal(ViewSnap(views, 0.0)(x0), x0)
+
+
+def test_sampling_with_view_snap_lands_on_the_view_where_the_model_agrees():
+    """With a model that predicts x0 exactly, snapping at a tolerance above |x0 - view| gives the view itself, and
+    below it leaves x0; in between, value by value."""
+    g = torch.Generator().manual_seed(0)
+    context, noise = torch.randn(1, 16, FC, 4, 6, generator=g), torch.randn(1, 16, FT, 4, 6, generator=g)
+    cams = yaw_cameras([0.0, 0.5, 1.0]), yaw_cameras([0.9, 0.1, 0.6])
+    views = context[:, :, [2, 0, 1]]
+    x0 = views + torch.where(torch.rand(views.shape, generator=g) < 0.5, 0.05, 3.0)  # near the view, or far from it
+    dit = ExactVelocityDiT(context, x0, noise, 1.0)
+    cond = Conditioning(context, torch.ones(1, 5, 8), None, *cams)
+    schedule = FlowMatchSchedule(num_inference_steps=5, shift=3.0)
+    plain = denoise(dit, schedule, noise, cond, guidance_scale=1.0, progress=False)
+    torch.testing.assert_close(plain, x0, atol=1e-5, rtol=1e-5)
+    snap = ViewSnap(aligned_view_latents(context, *cams), 0.5)
+    snapped = denoise(dit, schedule, noise, cond, guidance_scale=1.0, progress=False, view_snap=snap)
+    expected = torch.where((x0 - views).abs() < 0.5, views, x0)
+    torch.testing.assert_close(snapped, expected, atol=1e-5, rtol=1e-5)
+    assert 0 < int((snapped == views).sum()) < views.numel()
 
 
 @pytest.mark.parametrize("cfg_batch", [True, False])

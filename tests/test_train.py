@@ -18,7 +18,7 @@ from hydra_wm.models.loading import load_dit
 from hydra_wm.models.state_dicts import METADATA_KEY
 from hydra_wm.training import DataOrder, PreprocessedDataset, TrainConfig, collate, flow_matching_loss, train
 from hydra_wm.training.checkpoint import read_checkpoint
-from hydra_wm.training.loop import build_model, set_trainable
+from hydra_wm.training.loop import build_model, resolve_trainable, set_trainable
 
 CHANNELS, FRAMES, SIZE, TEXT_ROWS, TEXT_DIM = 4, 4, 8, 16, 16
 
@@ -183,6 +183,57 @@ def test_reference_recipe_from_base_trains_only_hydra_and_exports_a_loadable_mod
         expected = flow_matching_loss(result.model.eval(), batch, schedule, torch.Generator().manual_seed(5))
         actual = flow_matching_loss(loaded, batch, schedule, torch.Generator().manual_seed(5))
     torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_auto_trainable_continues_with_the_set_a_checkpoint_was_trained_with(tmp_path, data, capsys):
+    """A from-scratch export records `all`; continuing from it with `auto` trains every weight again, where a file
+    without the record (Wan2.1, HyDRA's release) trains the reference's HyDRA set."""
+    scratch = train(config(tmp_path / "a", data, steps=2))
+    assert "(trainable=all)" in capsys.readouterr().out
+    assert resolve_trainable(config(tmp_path / "b", data, preset=None, init=str(scratch.export))) == "all"
+    unrecorded = tmp_path / "plain.safetensors"
+    config_only = {k: str(v) for k, v in scratch.model.cfg.to_dict().items()}  # the architecture, no train record
+    save_file({k: v.contiguous() for k, v in scratch.model.state_dict().items()}, unrecorded, metadata=config_only)
+    continued = config(tmp_path / "c", data, preset=None, init=str(unrecorded), steps=1)
+    assert resolve_trainable(continued) == "hydra"
+    result = train(continued)
+    assert "(trainable=hydra)" in capsys.readouterr().out
+    assert torch.equal(result.model.head.head.weight, scratch.model.head.head.weight)  # frozen
+    assert (
+        load_dit(result.export) is not None
+        and resolve_trainable(config(tmp_path / "d", data, preset=None, init=str(result.export))) == "hydra"
+    )  # the continuation records what it trained
+    explicit = config(tmp_path / "e", data, preset=None, init=str(unrecorded), trainable="all")
+    assert resolve_trainable(explicit) == "all"
+
+
+def test_aligned_view_input_from_a_checkpoint_starts_as_the_patch_embedding_and_trains(tmp_path, data):
+    scratch = train(config(tmp_path / "a", data, steps=1))
+    assert not scratch.model.cfg.aligned_view_input
+    continued = config(tmp_path / "b", data, preset=None, init=str(scratch.export), aligned_view_input=True, steps=2)
+    model = build_model(continued, CHANNELS, TEXT_DIM)
+    assert model.cfg.aligned_view_input
+    assert torch.equal(model.view_embedding.weight, scratch.model.patch_embedding.weight)
+    assert "view_embedding.weight" in set_trainable(model, "hydra")  # joins even the reference's set
+    result = train(continued)
+    assert not torch.equal(result.model.view_embedding.weight, scratch.model.patch_embedding.weight)  # trained
+    loaded = load_dit(result.export)
+    assert loaded.cfg.aligned_view_input
+    assert torch.equal(loaded.view_embedding.weight, result.model.view_embedding.weight)
+    kept = build_model(config(tmp_path / "c", data, preset=None, init=str(result.export)), None, None)
+    assert kept.cfg.aligned_view_input  # a checkpoint with it keeps it without the flag
+
+
+def test_aligned_view_gate_from_a_checkpoint_starts_nearly_shut_and_trains(tmp_path, data):
+    scratch = train(config(tmp_path / "a", data, steps=1, prediction="sample"))
+    continued = config(tmp_path / "b", data, preset=None, init=str(scratch.export), aligned_view_gate=True, steps=2)
+    model = build_model(continued, CHANNELS, TEXT_DIM)
+    assert torch.count_nonzero(model.view_gate.weight) == 0 and "view_gate.bias" in set_trainable(model, "hydra")
+    result = train(continued)
+    assert result.model.view_gate.weight.abs().sum() > 0
+    assert load_dit(result.export).cfg.aligned_view_gate
+    with pytest.raises(ConfigError, match="aligned_view_gate"):  # a velocity model cannot blend its x0
+        build_model(config(tmp_path / "c", data, aligned_view_gate=True), CHANNELS, TEXT_DIM)
 
 
 def test_trainable_sets():

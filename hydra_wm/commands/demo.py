@@ -73,6 +73,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="multiply every self-attention logit by S (below 1: softer attention; an inference-time calibration, "
         "docs/deviations.md; default 1, the reference)",
     )
+    p.add_argument(
+        "--view-snap",
+        type=float,
+        metavar="TOL",
+        help="sample with view snapping at this tolerance: wherever a step's clean-frame estimate is within TOL of "
+        "the context frame of the closest viewing direction, it becomes that frame (docs/deviations.md); 0 turns it "
+        "off (default: the model card's)",
+    )
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the initial noise (default 0)")
     p.add_argument(
@@ -142,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--rollout: expected at least 1 chunk, got {args.rollout}")
     if args.logit_scale is not None and not args.logit_scale > 0:
         raise InputError(f"--logit-scale: expected a number > 0, got {args.logit_scale}")
+    if args.view_snap is not None and not args.view_snap >= 0:
+        raise InputError(f"--view-snap: expected a number >= 0, got {args.view_snap}")
+    if args.view_snap is not None and args.rollout is not None:
+        raise InputError("--view-snap: not with --rollout (the rollout engine samples without it)")
     check_output_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
         label = "memory, camera-FOV retrieval"
     if model.dit.cfg.attention_logit_scale != 1.0:
         label = f"{label.split(' (')[0]}, logits x{model.dit.cfg.attention_logit_scale:g}"  # fits the video caption
+    snap = model.card.view_snap if args.view_snap is None else args.view_snap
+    if snap > 0 and args.rollout is None:
+        label = f"{label.split(' (')[0]}, view snap {snap:g}"
     parameters = sum(p.numel() for p in model.dit.parameters()) / 1e6
     if args.rollout is not None:
         print(f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters, trained on preset "
@@ -171,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     for index, name in enumerate(tqdm(names, desc="generating", unit="clip")):
         clip = render_clip(config, seed, index)
         start = time.perf_counter()
-        result = run_clip(model, clip, noise_seed=args.noise_seed, num_steps=args.steps)
+        result = run_clip(model, clip, noise_seed=args.noise_seed, num_steps=args.steps, view_snap=snap)
         seconds += time.perf_counter() - start
         results[name] = result.scores
         written.add(out / "pred" / f"{name}.mp4")
@@ -200,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         "attention": model.attention,
         "retrieval": model.dit.cfg.retrieval,
         "attention_logit_scale": model.dit.cfg.attention_logit_scale,
+        "view_snap": snap,
         "flatland_preset": model.card.flatland_preset,
         "seed": seed,
         "noise_seed": args.noise_seed,

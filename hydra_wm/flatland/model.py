@@ -37,8 +37,15 @@ from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr
 from ..models.codecs import PixelCodec
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
-from ..models.memory import memory_eligibility
-from ..pipeline import Conditioning, RetrievalRecord, RetrievalRecorder, denoise, initial_noise
+from ..models.memory import aligned_view_latents, memory_eligibility
+from ..pipeline import (
+    Conditioning,
+    RetrievalRecord,
+    RetrievalRecorder,
+    ViewSnap,
+    denoise,
+    initial_noise,
+)
 from .config import FlatlandConfig, flatland_config
 from .dataset import clip_to_item
 from .views import revisited_beyond_window, view_overlap
@@ -78,13 +85,15 @@ class ModelCard:
     """Flow-matching time shift for sampling (the training shift)."""
     chunk_frames: int = 0
     """Target frames of the rollout chunks the model was trained on (`--flatland-chunk-frames`); 0: whole clips."""
+    view_snap: float = 0.0
+    """Sampling with view snapping at this tolerance (`pipeline.ViewSnap`; 0: off, the plain sampler)."""
     extra: dict = field(default_factory=dict)
     """Everything else on the card (training command, steps, wall time, metrics): shown, not used."""
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
         data = read_json(path)
-        fields = ("flatland_preset", "codec_factor", "num_steps", "shift", "chunk_frames")
+        fields = ("flatland_preset", "codec_factor", "num_steps", "shift", "chunk_frames", "view_snap")
         known = {k: data[k] for k in fields if k in data}
         return cls(**known, extra={k: v for k, v in data.items() if k not in known})
 
@@ -201,8 +210,11 @@ def generate_clip(
     num_steps: int | None = None,
     shift: float | None = None,
     record_retrieval: bool = True,
+    view_snap: float | None = None,
 ) -> tuple[Tensor, RetrievalRecord | None]:
-    """Continue `clip` from its context along its target cameras -> ((3, Tt, H, W) in [-1, 1], retrieval)."""
+    """Continue `clip` from its context along its target cameras -> ((3, Tt, H, W) in [-1, 1], retrieval).
+
+    `view_snap`: the tolerance of view snapping (`pipeline.ViewSnap`; 0 off; None: the card's)."""
     config = model.flatland
     item = clip_to_item(clip, config, model.codec.latent_stride)
     context = model.codec.encode(item["context"][None])  # (1, C, Tc, h, w)
@@ -219,7 +231,14 @@ def generate_clip(
     noise = initial_noise(noise_seed, (1, context.shape[1], target_frames, *context.shape[3:]))
     use_memory = record_retrieval and model.dit.cfg.attention == "memory" and model.dit.cfg.top_k > 0
     recorder = RetrievalRecorder(passes=1) if use_memory else None
-    latents = denoise(model.dit, schedule, noise, cond, guidance_scale=1.0, on_step=recorder, progress=False)
+    tolerance = model.card.view_snap if view_snap is None else view_snap
+    snap = None
+    if tolerance > 0:
+        views = aligned_view_latents(context, cond.cam_context, cond.cam_target, model.dit.cfg.patch_size[0])
+        snap = ViewSnap(views, tolerance)
+    latents = denoise(
+        model.dit, schedule, noise, cond, guidance_scale=1.0, on_step=recorder, progress=False, view_snap=snap
+    )
     video = quantise(model.codec.decode(latents)[0])
     record = recorder.record(context.shape[2], model.dit.cfg.tokenizer_kernel[0]) if recorder else None
     return video, record

@@ -30,6 +30,10 @@ from .text_encoder import T5_FILENAME, TOKENIZER_SUBDIR
 from .vae import VAE_FILENAME
 
 HYDRA_MODULES = ("self_attn.tokenizer.", "cam_encoder_con.", "cam_encoder_tgt.", "projector.")
+VIEW_EMBEDDING = "view_embedding."
+"""Prefix of the `DiTConfig.aligned_view_input` embedding's keys (not part of HyDRA's or Wan2.1's files)."""
+VIEW_GATE = "view_gate."
+"""Prefix of the `DiTConfig.aligned_view_gate` gate's keys (likewise)."""
 _DEFAULT_HEAD_DIM = 128  # Wan2.1 1.3B and 14B both use 128-channel heads
 
 
@@ -76,9 +80,10 @@ def config_from_shapes(state: dict[str, Tensor], path: Path) -> dict:
     }
 
 
-def _check_keys(model: HydraDiT, state: dict[str, Tensor], path: Path, hydra: bool) -> None:
-    """One clear error naming a few missing/unexpected keys or wrong shapes."""
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+def _check_keys(model: HydraDiT, state: dict[str, Tensor], path: Path, hydra: bool, skip: tuple[str, ...] = ()) -> None:
+    """One clear error naming a few missing/unexpected keys or wrong shapes (keys starting with `skip` may be
+    missing)."""
+    expected = {k: v.shape for k, v in model.state_dict().items() if not k.startswith(skip) or k in state}
     if not hydra:
         expected = {k: s for k, s in expected.items() if not any(m in k for m in HYDRA_MODULES)}
     missing = sorted(set(expected) - set(state))
@@ -142,12 +147,28 @@ def load_dit(
             f"(e.g. {hydra_keys[0]})"
         )
     hydra = bool(hydra_keys)
+    # A checkpoint trained without `aligned_view_input` may be loaded with it (to fine-tune it on): the view
+    # embedding starts as its patch embedding (`HydraDiT.init_view_embedding`).
+    # Likewise `aligned_view_gate`: the gate starts nearly shut (`HydraDiT.init_view_gate`).
+    added = [
+        (prefix, init)
+        for prefix, wanted, init in (
+            (VIEW_EMBEDDING, config.aligned_view_input, "init_view_embedding"),
+            (VIEW_GATE, config.aligned_view_gate, "init_view_gate"),
+        )
+        if wanted and prefix + "weight" not in state
+    ]
     with torch.device("meta"):
         model = HydraDiT(config)
-    _check_keys(model, state, path, hydra)
+    _check_keys(model, state, path, hydra, skip=tuple(prefix for prefix, _ in added))
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=hydra, assign=True)
+    model.load_state_dict(state, strict=hydra and not added, assign=True)
+    for prefix, init in added:
+        module = getattr(model, prefix.rstrip("."))
+        module.to_empty(device="cpu")
+        getattr(model, init)()
+        module.to(model.patch_embedding.weight.dtype)
     if not hydra:
         hydra_modules = [
             module

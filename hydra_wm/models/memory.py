@@ -91,6 +91,32 @@ def camera_scores(cameras: Tensor, num_memory_frames: int, kernel_frames: int) -
 
 
 @torch.no_grad()
+def aligned_views(cam_context: Tensor, cam_target: Tensor) -> Tensor:
+    """(B, Ft) long: for each target frame, the context frame whose viewing direction is closest (largest cosine;
+    of equally aligned frames the latest, whose subjects are the most recent). `DiTConfig.aligned_view_input`.
+
+    cam_context: (B, Fc, 12), cam_target: (B, Ft, 12) relative cameras, one per token frame."""
+    context = F.normalize(cam_context[..., list(VIEW_DIRECTION)].double(), dim=-1)
+    target = F.normalize(cam_target[..., list(VIEW_DIRECTION)].double(), dim=-1)
+    cosine = torch.einsum("btc,bfc->btf", target, context)  # (B, Ft, Fc)
+    # Ties (the same heading held or revisited) go to the latest frame: a later index wins by a margin far below
+    # any real difference of float32 cameras and far above float64 rounding.
+    order = torch.arange(cosine.shape[-1], dtype=cosine.dtype, device=cosine.device) * 1e-9
+    return (cosine + order).argmax(dim=-1)
+
+
+def aligned_view_latents(
+    context_latents: Tensor, cam_context: Tensor, cam_target: Tensor, patch_frames: int = 1
+) -> Tensor:
+    """(B, C, Ft, h, w): for each target latent frame, the latents of the context frame whose viewing direction is
+    closest (`aligned_views`, per token frame of `patch_frames` latent frames)."""
+    best = aligned_views(cam_context, cam_target).to(context_latents.device)  # (B, Ft tokens)
+    frames = (best[:, :, None] * patch_frames + torch.arange(patch_frames, device=best.device)).flatten(1)
+    index = frames[:, None, :, None, None].expand(-1, context_latents.shape[1], -1, *context_latents.shape[3:])
+    return torch.gather(context_latents, 2, index)
+
+
+@torch.no_grad()
 def select_memory(scores: Tensor, top_k: int) -> Retrieval:
     """Top-k memory frames per query frame. k is clamped to the number of memory frames; where a frame
     has fewer eligible memory frames than k, the extra slots are marked invalid (masked in attention)

@@ -92,6 +92,15 @@ class TrainConfig:
     """DiT blocks of a fresh preset; None keeps the preset's. Needs `preset`."""
     ffn_dim: int | None = None
     """Feed-forward width of a fresh preset; None keeps the preset's. Needs `preset`."""
+    aligned_view_input: bool = False
+    """Train with `DiTConfig.aligned_view_input` (each target frame also gets the context frame of the closest
+    viewing direction, token for token; a deviation for worlds like Flatland's `glance`, off for the real model).
+    From a checkpoint without it, its embedding starts as the checkpoint's patch embedding; a checkpoint with it
+    keeps it either way."""
+    aligned_view_gate: bool = False
+    """Train with `DiTConfig.aligned_view_gate` (each target frame's clean-sample prediction blended towards the
+    aligned context frame by a learned gate; needs a clean-sample prediction). From a checkpoint without it the gate
+    starts nearly shut; a checkpoint with it keeps it either way."""
     top_k: int | None = None
     """Memory frames each query frame retrieves in `memory` mode (HyDRA: 10); None keeps the checkpoint's or
     preset's. A model's top-k is not fixed by its weights, so it may also change when starting from a checkpoint."""
@@ -114,8 +123,10 @@ class TrainConfig:
     copy a returning view from the context. Needs `preset`."""
     trainable: str = "auto"
     """Parameters that train: `hydra` = every parameter under self_attn (incl. the memory tokenizer),
-    cam_encoder_* and projector (the reference); `all` = everything (from-scratch models); `auto` = hydra when
-    starting from a checkpoint, all for a fresh preset."""
+    cam_encoder_* and projector (the reference; plus the `aligned_view_*` modules where there are any);
+    `all` = everything (from-scratch models); `auto` = all for a fresh preset; from a checkpoint, the set it was
+    trained with when its file records one (exports of `hydra-wm train` do), else hydra (Wan2.1 and HyDRA's
+    released files). The run prints the set and how many parameters it holds."""
     steps: int = 10_000
     """Optimiser steps of the whole run (the LR schedule spans them). Paper: 10K."""
     stop_after: int | None = None
@@ -256,7 +267,8 @@ class TrainConfig:
 
     @property
     def resolved_trainable(self) -> str:
-        """`hydra` or `all` (`auto` resolved: a fresh model trains everything)."""
+        """`hydra` or `all` (`auto` resolved without reading files: a fresh model trains everything, a checkpoint
+        its HyDRA modules; `training.loop.resolve_trainable` also reads what a checkpoint records)."""
         if self.trainable != "auto":
             return self.trainable
         return "all" if self.preset is not None else "hydra"

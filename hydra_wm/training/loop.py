@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -51,7 +52,8 @@ from .parallel import (
 )
 
 # The reference's trainable set (docs/reference.md §5): every parameter under these names.
-HYDRA_TRAINABLE = ("self_attn.", "cam_encoder_", "projector.")
+HYDRA_TRAINABLE = ("self_attn.", "cam_encoder_", "projector.", "view_embedding.", "view_gate.")
+"""The reference's trainable set (plus the `DiTConfig.aligned_view_*` modules, absent from the real model)."""
 LOG_FILE = "train_log.jsonl"
 
 
@@ -80,6 +82,9 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     names = ("attention", "retrieval", "prediction", "tokenizer_kernel", "top_k")
     names += ("dim", "num_heads", "num_layers", "ffn_dim")  # sizes: fresh presets only (`TrainConfig`)
     overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
+    for name in ("aligned_view_input", "aligned_view_gate"):  # False keeps the checkpoint's (or the preset's: off)
+        if getattr(config, name):
+            overrides[name] = True
     if config.preset is not None:
         torch.manual_seed(config.seed)
         model = HydraDiT(dit_config(config.preset, in_dim=channels, out_dim=channels, text_dim=text_dim, **overrides))
@@ -254,9 +259,14 @@ def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
     chunks = getattr(dataset, "dataset", None)
     if isinstance(chunks, FlatlandChunkDataset):  # history pre-selected in units of the model's tokenizer kernel
         chunks.set_kernel(raw.cfg.tokenizer_kernel[0])
-    params = set_trainable(raw, config.resolved_trainable)
+    trainable = resolve_trainable(config)
+    params = set_trainable(raw, trainable)
     if not params:
         raise ConfigError("no trainable parameters")
+    if info.is_main:
+        count = sum(p.numel() for p in params.values())
+        total = sum(p.numel() for p in raw.parameters())
+        print(f"train: {count:,} of {total:,} parameters train (trainable={trainable})", flush=True)
     bf16 = config.precision == "bf16" or (config.precision == "auto" and info.device.type == "cuda")
     raw.to(info.device)
     model = parallelize(
@@ -357,7 +367,11 @@ def _train_step(run: _Run, loader) -> float:
 
 
 def _save(run: _Run) -> Path:
-    state = {"config": run.config.to_dict(), "data_order": run.order.state_dict()}
+    state = {
+        "config": run.config.to_dict(),
+        "data_order": run.order.state_dict(),
+        "trainable": resolve_trainable(run.config),
+    }
     return ckpt.save_checkpoint(
         run.config.out,
         step=run.step,
@@ -372,6 +386,28 @@ def _save(run: _Run) -> Path:
     )
 
 
+def resolve_trainable(config: TrainConfig) -> str:
+    """`hydra` or `all`. `auto`: all for a fresh preset; for a checkpoint, the set it was trained with when its
+    metadata records one (exports of `hydra-wm train` do: a Flatland model trained from scratch continues with
+    all its weights), else hydra (the reference's, for Wan2.1 and HyDRA's released files)."""
+    if config.trainable != "auto" or config.init is None:
+        return config.resolved_trainable
+    recorded = trained_set(config.init)
+    return recorded if recorded in ("hydra", "all") else "hydra"
+
+
+def trained_set(path: str | Path) -> str | None:
+    """The trainable set a `.safetensors` export of `hydra-wm train` records (None: not recorded)."""
+    if Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            record = json.loads((handle.metadata() or {}).get("hydra_wm_train", "{}"))
+    except (OSError, ValueError, SafetensorError):
+        return None  # load_dit reports an unreadable file with its own one-line error
+    return record.get("trainable") if isinstance(record, dict) else None
+
+
 def _export_metadata(model: HydraDiT, **train) -> dict[str, str]:
     """Every DiTConfig field as a string (`load_dit` reads them back, attention mode included) plus `train`."""
     cfg = model.cfg.to_dict()
@@ -383,7 +419,9 @@ def _export_metadata(model: HydraDiT, **train) -> dict[str, str]:
 
 
 def _export(run: _Run) -> Path | None:
-    metadata = _export_metadata(run.raw, step=run.step, ema=run.config.export_ema)
+    metadata = _export_metadata(
+        run.raw, step=run.step, ema=run.config.export_ema, trainable=resolve_trainable(run.config)
+    )
     ema = run.ema if run.config.export_ema else None
     return ckpt.export_model(run.raw, Path(run.config.out) / run.config.export, run.info, ema=ema, metadata=metadata)
 
@@ -422,7 +460,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, use_ema: bool 
     if unknown:
         raise CheckpointError(f"{path}: weights the model does not have: {', '.join(unknown[:5])}")
     model.load_state_dict(state, strict=False)
-    metadata = _export_metadata(model, step=record.get("step"), ema=ema, checkpoint=path.name)
+    trainable = record.get("trainable") or resolve_trainable(config)
+    metadata = _export_metadata(model, step=record.get("step"), ema=ema, checkpoint=path.name, trainable=trainable)
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     return ckpt.export_model(model, out, info, metadata=metadata)
 
