@@ -18,6 +18,8 @@ frames), and by the baselines (repeat the last context frame; copy the context f
   history; `rollout-window`: the same weights, `window` history;
 * `memory-oldest`, `rollout-oldest`: as `memory` and `rollout`, pre-selecting of the frames that show the same view
   the oldest (`--selection camera-oldest`: the condition clip's observed frame before any generated copy of it);
+* `memory-snap`, `rollout-snap`: as `memory` and `rollout`, sampled with view snapping at tolerance 1 (the 40-frame
+  demo's sampler; every other row samples without it, whatever the model cards say);
 * `full-full`: the full-attention model over the full history (dense attention over up to 240 frames: ~10 min per
   clip at 20 steps on one thread; not run by default).
 
@@ -60,6 +62,8 @@ class Row(NamedTuple):
     """The weights fine-tuned on rollout chunks (`flatland-ATTENTION-rollout`)."""
     selection: str = "camera"
     """`RolloutConfig.selection`."""
+    view_snap: float = 0.0
+    """View snapping tolerance (`pipeline.ViewSnap`; 0: the plain sampler, whatever the model card says)."""
 
 
 ROWS = {
@@ -72,6 +76,8 @@ ROWS = {
     "rollout": Row("memory", "memory", "HyDRA fine-tuned on rollout chunks, memory history", rollout=True),
     "rollout-window": Row("memory", "window", "HyDRA fine-tuned on rollout chunks, window history", rollout=True),
     "memory-oldest": Row("memory", "memory", "HyDRA, memory history, oldest copy of a view", selection="camera-oldest"),
+    "memory-snap": Row("memory", "memory", "HyDRA, memory history, view snapping 1", view_snap=1.0),
+    "rollout-snap": Row("memory", "memory", "HyDRA fine-tuned on rollout chunks, view snapping 1", True, view_snap=1.0),
     "rollout-oldest": Row(
         "memory", "memory", "HyDRA fine-tuned on rollout chunks, oldest copy of a view", True, "camera-oldest"
     ),
@@ -125,8 +131,8 @@ def main() -> None:
         for index, name in enumerate(names):
             clip = render_clip(config, args.seed, index)
 
-            def make(clip=clip, model=model, rollout_config=rollout_config):
-                result = rollout_clip(model, clip, rollout_config, num_steps=args.steps)
+            def make(clip=clip, model=model, rollout_config=rollout_config, snap=spec.view_snap):
+                result = rollout_clip(model, clip, rollout_config, num_steps=args.steps, view_snap=snap)
                 scores = score_rollout(result.generated, clip, config, result.chunk_frames)
                 return {**scores, "chunk_seconds": result.seconds}, result.frames_uint8()
 

@@ -38,7 +38,7 @@ from .flow import FlowMatchSchedule
 from .io_utils import atomic_path
 from .models.attention import AttentionHook
 from .models.loading import EncoderFiles, load_dit
-from .models.memory import Retrieval
+from .models.memory import Retrieval, aligned_view_latents
 from .models.state_dicts import WAN21_URL
 from .models.text_encoder import WAN_NEGATIVE_PROMPT, encode_prompts, load_text_encoder, load_tokenizer
 from .models.vae import load_vae, vae_config
@@ -484,7 +484,8 @@ class Rollout:
     bank: holds at least the condition clip; text / negative_text: (1, Lt, text_dim) prompt embeddings (negative:
     None for no guidance); seed: chunk i draws its noise from `rollout.chunk_seed` (seed, i); decode: latents
     (1, C, F, h, w) -> video (3, T, H, W), or None; on_chunk: shown each chunk before it enters the bank (a caller
-    writing its files there never has a chunk in the bank without them).
+    writing its files there never has a chunk in the bank without them); view_snap: > 0 samples every chunk with
+    view snapping at this tolerance (`ViewSnap`, the aligned views taken from the chunk's conditioning frames).
     """
 
     def __init__(
@@ -504,13 +505,14 @@ class Rollout:
         record_retrieval: bool = True,
         progress: bool = False,
         on_chunk: Callable[[RolloutChunk], None] | None = None,
+        view_snap: float = 0.0,
     ) -> None:
         if len(bank) == 0:
             raise InputError("rollout: the memory bank is empty; it must hold the condition clip first")
         self.dit, self.bank, self.text, self.config, self.schedule = dit, bank, text, config, schedule
         self.negative_text, self.guidance_scale, self.cfg_batch = negative_text, guidance_scale, cfg_batch
         self.seed, self.device, self.decode, self.on_chunk = seed, torch.device(device), decode, on_chunk
-        self.record_retrieval, self.progress = record_retrieval, progress
+        self.record_retrieval, self.progress, self.view_snap = record_retrieval, progress, view_snap
 
     def _use_dit(self):
         return nullcontext(self.dit) if isinstance(self.dit, nn.Module) else self.dit()
@@ -540,6 +542,11 @@ class Rollout:
             noise = initial_noise(seed, (1, channels, len(poses), height, width)).to(self.device)
             memory = self.record_retrieval and dit.cfg.attention == "memory" and dit.cfg.top_k > 0
             recorder = RetrievalRecorder(passes=2 if use_cfg else 1) if memory else None
+            snap = None
+            if self.view_snap > 0:
+                pt = dit.cfg.patch_size[0]
+                views = aligned_view_latents(cond.context_latents, cond.cam_context, cond.cam_target, pt)
+                snap = ViewSnap(views.to(self.device), self.view_snap)
             latents = denoise(
                 dit,
                 self.schedule,
@@ -550,6 +557,7 @@ class Rollout:
                 on_step=recorder,
                 progress=self.progress,
                 description=f"chunk {index}",
+                view_snap=snap,
             ).cpu()
         target = list(range(len(self.bank), len(self.bank) + len(poses)))
         record = ChunkRecord(

@@ -729,7 +729,7 @@ def test_demo_logit_scale_softens_the_shipped_model_and_says_so(tmp_path, capsys
 
 
 def test_demo_view_snap_follows_the_card_and_the_flag(tmp_path, capsys):
-    for bad in (("--view-snap", "-1"), ("--view-snap", "1", "--rollout", "2")):
+    for bad in (("--view-snap", "-1"), ("--view-snap", "-0.5", "--rollout", "2")):
         code, _, err = run(capsys, "demo", *bad, "--out", tmp_path / "bad")
         assert code == 2 and "--view-snap" in err and "Traceback" not in err and not (tmp_path / "bad").exists()
     reports = {}

@@ -132,12 +132,17 @@ def long_clip(target_frames: int, index: int = 0):
 
 def test_one_chunk_rollout_equals_generate_bit_for_bit(model):
     clip = render_clip(model.flatland, 1000, 0)
-    # the plain sampler: the rollout engine samples without the card's view snapping
+    # the plain sampler (this card's sampler snaps views: compared below)
     expected, record = generate_clip(model, clip, noise_seed=5, num_steps=2, view_snap=0.0)
     for history in ("memory", "window", "full"):
-        result = rollout_clip(model, clip, RolloutConfig(history=history, chunk_frames=20), noise_seed=5, num_steps=2)
+        config = RolloutConfig(history=history, chunk_frames=20)
+        result = rollout_clip(model, clip, config, noise_seed=5, num_steps=2, view_snap=0.0)
         assert torch.equal(result.generated, expected)
     assert result.records[0].context == list(range(20)) and result.records[0].dit_frames == 40
+    # with view snapping too: the first chunk's aligned views come from the same 20 context frames
+    snapped, _ = generate_clip(model, clip, noise_seed=5, num_steps=2, view_snap=1.0)
+    result = rollout_clip(model, clip, RolloutConfig(chunk_frames=20), noise_seed=5, num_steps=2, view_snap=1.0)
+    assert torch.equal(result.generated, snapped) and not torch.equal(snapped, expected)
 
 
 def test_resumed_rollout_equals_an_uninterrupted_one(model, tmp_path):

@@ -78,8 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="TOL",
         help="sample with view snapping at this tolerance: wherever a step's clean-frame estimate is within TOL of "
-        "the context frame of the closest viewing direction, it becomes that frame (docs/deviations.md); 0 turns it "
-        "off (default: the model card's)",
+        "the context frame of the closest viewing direction, it becomes that frame (docs/deviations.md; with "
+        "--rollout, among each chunk's conditioning frames); 0 turns it off (default: the model card's)",
     )
     p.add_argument("--steps", type=int, help="sampling steps (default: the model card's)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the initial noise (default 0)")
@@ -152,8 +152,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--logit-scale: expected a number > 0, got {args.logit_scale}")
     if args.view_snap is not None and not args.view_snap >= 0:
         raise InputError(f"--view-snap: expected a number >= 0, got {args.view_snap}")
-    if args.view_snap is not None and args.rollout is not None:
-        raise InputError("--view-snap: not with --rollout (the rollout engine samples without it)")
     check_output_dir(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,13 +165,13 @@ def run(args: argparse.Namespace) -> int:
     if model.dit.cfg.attention_logit_scale != 1.0:
         label = f"{label.split(' (')[0]}, logits x{model.dit.cfg.attention_logit_scale:g}"  # fits the video caption
     snap = model.card.view_snap if args.view_snap is None else args.view_snap
-    if snap > 0 and args.rollout is None:
+    if snap > 0:
         label = f"{label.split(' (')[0]}, view snap {snap:g}"
     parameters = sum(p.numel() for p in model.dit.parameters()) / 1e6
     if args.rollout is not None:
         print(f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters, trained on preset "
               f"{model.card.flatland_preset!r}), world seed {seed}")  # fmt: skip
-        return run_rollout(args, model, label, seed)
+        return run_rollout(args, model, label, seed, snap)
     print(
         f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters) on {args.samples} held-out "
         f"Flatland clip(s) (preset {model.card.flatland_preset!r}, {config.height}x{config.width}, "
@@ -256,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
+def run_rollout(args: argparse.Namespace, model, label: str, seed: int, view_snap: float) -> int:
     """`demo --rollout N`: long held-out clips continued in N chunks; videos, timelines, long-horizon metrics."""
     import torch
     from tqdm import tqdm
@@ -291,7 +289,9 @@ def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
     results, seconds, written = {}, [], set()
     for index, name in enumerate(tqdm(names, desc="rolling out", unit="clip")):
         clip = render_clip(config, seed, index)
-        result = rollout_clip(model, clip, history, noise_seed=args.noise_seed, num_steps=args.steps)
+        result = rollout_clip(
+            model, clip, history, noise_seed=args.noise_seed, num_steps=args.steps, view_snap=view_snap
+        )
         seconds.append(result.seconds)
         results[name] = score_rollout(result.generated, clip, config, result.chunk_frames)
         written.add(out / "pred" / f"{name}.mp4")
@@ -317,6 +317,7 @@ def run_rollout(args: argparse.Namespace, model, label: str, seed: int) -> int:
         "flatland_preset": "long-glance",
         "flatland_config": config.to_dict(),
         "rollout": {"chunks": args.rollout, **vars(history)},
+        "view_snap": view_snap,
         "seed": seed,
         "noise_seed": args.noise_seed,
         "chunk_seconds": seconds,

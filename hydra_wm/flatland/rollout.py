@@ -79,8 +79,11 @@ def start_rollout(
     bank: MemoryBank | None = None,
     record_retrieval: bool = True,
     progress: bool = False,
+    view_snap: float | None = None,
 ) -> Rollout:
-    """A `Rollout` of `model` from `clip`'s context frames (encoded into `bank`, a new in-memory one by default)."""
+    """A `Rollout` of `model` from `clip`'s context frames (encoded into `bank`, a new in-memory one by default).
+
+    `view_snap`: the tolerance of view snapping (`pipeline.ViewSnap`; 0 off; None: the card's)."""
     context = torch.from_numpy(clip.frames[: clip.context_frames]).float() / 127.5 - 1.0  # (Tc, H, W, 3)
     bank = bank if bank is not None else MemoryBank()
     if len(bank) == 0:
@@ -97,6 +100,7 @@ def start_rollout(
         decode=lambda latents: quantise(model.codec.decode(latents)[0]),
         record_retrieval=record_retrieval,
         progress=progress,
+        view_snap=model.card.view_snap if view_snap is None else view_snap,
     )
 
 
@@ -109,12 +113,16 @@ def rollout_clip(
     noise_seed: int = 0,
     num_steps: int | None = None,
     progress: bool = False,
+    view_snap: float | None = None,
 ) -> RolloutResult:
-    """Continue `clip` along all its target cameras in chunks of `history.chunk_frames` frames."""
+    """Continue `clip` along all its target cameras in chunks of `history.chunk_frames` frames (`view_snap`: as
+    `start_rollout`'s)."""
     target_frames = clip.frames.shape[0] - clip.context_frames
     plan = plan_chunks(target_frames, history.chunk_frames, model.codec.latent_stride)
     poses = camera_poses(clip.camera_to_world)
-    rollout = start_rollout(model, clip, history, noise_seed=noise_seed, num_steps=num_steps, progress=progress)
+    rollout = start_rollout(
+        model, clip, history, noise_seed=noise_seed, num_steps=num_steps, progress=progress, view_snap=view_snap
+    )
     videos, records, seconds, start = [], [], [], clip.context_frames
     for frames in plan:
         began = time.perf_counter()
