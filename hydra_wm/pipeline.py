@@ -183,8 +183,14 @@ class ViewSnap:
     tolerance: float
     """Largest |estimate - view| (latent units) that snaps."""
 
+    @classmethod
+    def aligned(cls, cond: Conditioning, tolerance: float, patch_frames: int = 1) -> ViewSnap:
+        """Snapping to the aligned views of `cond`'s context frames (`models.memory.aligned_view_latents`)."""
+        views = aligned_view_latents(cond.context_latents, cond.cam_context, cond.cam_target, patch_frames)
+        return cls(views, tolerance)
+
     def __call__(self, x0: Tensor) -> Tensor:
-        views = self.views.to(x0)
+        views = self.views.to(x0)  # no copy inside `denoise`, which moved them once
         return torch.where((x0 - views).abs() < self.tolerance, views, x0)
 
 
@@ -414,6 +420,8 @@ def denoise(
     texts = [cond.text, cond.negative_text] if use_cfg else [cond.text]
     groups = [texts] if cfg_batch else [[t] for t in texts]
     x = noise.to(torch.float32)
+    if view_snap is not None:  # onto the sampler's device and dtype once, not at every step
+        view_snap = ViewSnap(view_snap.views.to(device, torch.float32), view_snap.tolerance)
     for i in tqdm(range(schedule.num_inference_steps), desc=description, disable=not progress):
         timestep = schedule.dit_timestep(i)  # (1,), bf16-rounded as the DiT was trained
         latents = torch.cat([context_latents, x], dim=2)  # (B, C, Fc + Ft, h, w)
@@ -542,11 +550,7 @@ class Rollout:
             noise = initial_noise(seed, (1, channels, len(poses), height, width)).to(self.device)
             memory = self.record_retrieval and dit.cfg.attention == "memory" and dit.cfg.top_k > 0
             recorder = RetrievalRecorder(passes=2 if use_cfg else 1) if memory else None
-            snap = None
-            if self.view_snap > 0:
-                pt = dit.cfg.patch_size[0]
-                views = aligned_view_latents(cond.context_latents, cond.cam_context, cond.cam_target, pt)
-                snap = ViewSnap(views.to(self.device), self.view_snap)
+            snap = ViewSnap.aligned(cond, self.view_snap, dit.cfg.patch_size[0]) if self.view_snap > 0 else None
             latents = denoise(
                 dit,
                 self.schedule,

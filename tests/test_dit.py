@@ -9,6 +9,7 @@ import torch
 from conftest import FIXTURES
 from einops import rearrange
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 import hydra_wm
 from hydra_wm.config import dit_config, rope_split, window_starts
@@ -132,12 +133,16 @@ def test_modes_change_the_computation():
     assert not torch.allclose(out["full"], out["window"], atol=1e-4)
 
 
-@pytest.mark.parametrize("timestep, sigma", [(500.0, 0.5), (1000.0, 1.0), (10.0, 0.05)])
-def test_sample_prediction_turns_the_heads_x0_into_the_velocity(timestep, sigma):
+def head_and_velocity(prediction: str, timestep: float) -> tuple[dict, Tensor, Tensor]:
+    """(inputs, the head's output of a velocity model, the velocity of the same weights under `prediction`)."""
     model = random_model()
     x = inputs(frames=6) | {"timestep": torch.tensor([timestep])}
-    x0 = run(model, x)  # the same weights' head output, read as x0
-    v = run(with_config(model, prediction="sample"), x)
+    return x, run(model, x), run(with_config(model, prediction=prediction), x)
+
+
+@pytest.mark.parametrize("timestep, sigma", [(500.0, 0.5), (1000.0, 1.0), (10.0, 0.05)])
+def test_sample_prediction_turns_the_heads_x0_into_the_velocity(timestep, sigma):
+    x, x0, v = head_and_velocity("sample", timestep)  # the head's output read as x0
     torch.testing.assert_close(v, (x["latents"] - x0) / sigma)  # sigma clamped at SAMPLE_SIGMA_MIN = 0.05
     # one Euler step to sigma 0 from the velocity lands on the predicted x0 (at sigma >= the clamp)
     if sigma > 0.05:
@@ -148,10 +153,7 @@ def test_sample_prediction_turns_the_heads_x0_into_the_velocity(timestep, sigma)
 
 @pytest.mark.parametrize("timestep, sigma", [(500.0, 0.5), (900.0, 0.9), (100.0, 0.1)])
 def test_preconditioned_prediction_adds_the_skip_to_the_heads_output(timestep, sigma):
-    model = random_model()
-    x = inputs(frames=6) | {"timestep": torch.tensor([timestep])}
-    head = run(model, x)  # the same weights' head output, read as F
-    v = run(with_config(model, prediction="preconditioned"), x)
+    x, head, v = head_and_velocity("preconditioned", timestep)  # the head's output read as F
     variance = (1 - sigma) ** 2 + sigma**2
     x0 = (1 - sigma) / variance * x["latents"] + sigma / variance**0.5 * head
     torch.testing.assert_close(x["latents"] - sigma * v, x0, atol=1e-5, rtol=1e-5)

@@ -37,7 +37,7 @@ from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr
 from ..models.codecs import PixelCodec
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
-from ..models.memory import aligned_view_latents, memory_eligibility
+from ..models.memory import memory_eligibility
 from ..pipeline import (
     Conditioning,
     RetrievalRecord,
@@ -232,10 +232,7 @@ def generate_clip(
     use_memory = record_retrieval and model.dit.cfg.attention == "memory" and model.dit.cfg.top_k > 0
     recorder = RetrievalRecorder(passes=1) if use_memory else None
     tolerance = model.card.view_snap if view_snap is None else view_snap
-    snap = None
-    if tolerance > 0:
-        views = aligned_view_latents(context, cond.cam_context, cond.cam_target, model.dit.cfg.patch_size[0])
-        snap = ViewSnap(views, tolerance)
+    snap = ViewSnap.aligned(cond, tolerance, model.dit.cfg.patch_size[0]) if tolerance > 0 else None
     latents = denoise(
         model.dit, schedule, noise, cond, guidance_scale=1.0, on_step=recorder, progress=False, view_snap=snap
     )

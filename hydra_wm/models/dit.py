@@ -24,7 +24,6 @@ from .attention import AttentionHook, attention, dense_attention
 from .memory import (
     Retrieval,
     aligned_view_latents,
-    aligned_views,
     memory_eligibility,
     relevance_scores,
     select_memory,
@@ -492,15 +491,13 @@ class HydraDiT(nn.Module):
 
     def _add_aligned_view(self, x: Tensor, latents: Tensor, cam_context: Tensor, cam_target: Tensor) -> Tensor:
         """`DiTConfig.aligned_view_input`: x (B, L, D) tokens with, on each target frame's tokens, the patch-embedded
-        context frame of the closest viewing direction (`memory.aligned_views`), token for token."""
+        context frame of the closest viewing direction (`memory.aligned_view_latents`), token for token."""
         pt = self.cfg.patch_size[0]
-        n_context = cam_context.shape[1]  # token frames
-        views = self.view_embedding(latents[:, :, : n_context * pt])  # (B, D, Fc, H, W)
-        views = rearrange(views, "b d f h w -> b f (h w) d")
-        best = aligned_views(cam_context, cam_target).to(x.device)  # (B, Ft)
-        chosen = torch.gather(views, 1, best[:, :, None, None].expand(-1, -1, *views.shape[2:]))  # (B, Ft, T, D)
-        start = n_context * views.shape[2]
-        return torch.cat([x[:, :start], x[:, start:] + rearrange(chosen, "b f t d -> b (f t) d")], dim=1)
+        context_frames = cam_context.shape[1] * pt  # latent frames
+        views = aligned_view_latents(latents[:, :, :context_frames], cam_context, cam_target, pt)  # (B, C, Ft, H, W)
+        views = rearrange(self.view_embedding(views), "b d f h w -> b (f h w) d")
+        start = x.shape[1] - views.shape[1]  # the first target token
+        return torch.cat([x[:, :start], x[:, start:] + views], dim=1)
 
     def _blend_aligned_view(
         self, x0: Tensor, latents: Tensor, gate: Tensor, cam_context: Tensor, cam_target: Tensor

@@ -239,6 +239,8 @@ class _Run:
     dataset: object
     schedule: FlowMatchSchedule
     autocast_dtype: torch.dtype | None
+    trainable: str
+    """The resolved trainable set (`resolve_trainable`), recorded in checkpoints and exports."""
     step: int = 0
     stop_requested: bool = False
     stop_signal: int | None = None
@@ -297,6 +299,7 @@ def _setup(config: TrainConfig, dataset, info: DistInfo) -> _Run:
         dataset=dataset,
         schedule=FlowMatchSchedule(shift=config.shift),
         autocast_dtype=torch.bfloat16 if bf16 and uses_autocast(config.parallel, info) else None,
+        trainable=trainable,
     )
 
 
@@ -370,7 +373,7 @@ def _save(run: _Run) -> Path:
     state = {
         "config": run.config.to_dict(),
         "data_order": run.order.state_dict(),
-        "trainable": resolve_trainable(run.config),
+        "trainable": run.trainable,
     }
     return ckpt.save_checkpoint(
         run.config.out,
@@ -419,9 +422,7 @@ def _export_metadata(model: HydraDiT, **train) -> dict[str, str]:
 
 
 def _export(run: _Run) -> Path | None:
-    metadata = _export_metadata(
-        run.raw, step=run.step, ema=run.config.export_ema, trainable=resolve_trainable(run.config)
-    )
+    metadata = _export_metadata(run.raw, step=run.step, ema=run.config.export_ema, trainable=run.trainable)
     ema = run.ema if run.config.export_ema else None
     return ckpt.export_model(run.raw, Path(run.config.out) / run.config.export, run.info, ema=ema, metadata=metadata)
 
