@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -136,6 +137,18 @@ class DiTConfig:
     nearly shut (zero weights, bias `models.dit.VIEW_GATE_BIAS`: g = 0.018). Needs a clean-sample prediction
     (`sample` or `preconditioned`). The same deviation as `aligned_view_input`, off for the real model."""
 
+    rope_yaw_columns: float = 0.0
+    """Camera-aware RoPE columns: every frame's column positions are shifted by its camera's yaw (radians, about the
+    vertical axis of the relative cameras' reference frame, `models.dit.camera_yaw`) times this many token columns
+    per radian, so a token's column position is where it looks in the world, not on the screen: a subject seen
+    under one heading is found under another at the same relative position, and the view a turn brings back sits
+    where it was. 0: off,
+    the reference's screen positions. Right for pure turns about the vertical axis on a cylindrical projection
+    (Flatland: panorama pixels / 2 pi / pixels per token = 5.09 for `small-glance` tokens of 4 pixels); a pinhole
+    camera would use its focal length in tokens (exact only near the centre). A relative position encoding from
+    the cameras, in the spirit of GTA (Miyato et al. 2024) and PRoPE (Li et al. 2025), restricted to yaw. A
+    deliberate deviation, off for the real model (docs/deviations.md)."""
+
     def __post_init__(self) -> None:
         self.patch_size = int_triple(self.patch_size, "patch_size")
         self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
@@ -166,6 +179,8 @@ class DiTConfig:
             raise ConfigError("aligned_view_gate: needs prediction 'sample' or 'preconditioned' (it blends x0)")
         if self.top_k < 0:
             raise ConfigError(f"top_k: expected >= 0, got {self.top_k}")
+        if not math.isfinite(self.rope_yaw_columns):
+            raise ConfigError(f"rope_yaw_columns: expected a finite number, got {self.rope_yaw_columns}")
         rope_split(self.head_dim)
 
     @property

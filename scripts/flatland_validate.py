@@ -1,7 +1,7 @@
 """Validation curve of a Flatland training run: its kept checkpoints scored on held-out validation clips.
 
     python scripts/flatland_validate.py RUN [--step N ...] [--seed 2000] [--samples 8] [--num-steps 20]
-        [--shift 1.0] [--ema] [--threads N] [--retrieval camera]
+        [--shift 1.0] [--ema] [--threads N] [--retrieval camera] [--view-snap TOL]
 
 For each checkpoint in RUN/checkpoints (all of them, or the `--step`s named; train with `--keep-every N` so that
 milestones survive `--keep-checkpoints`), this exports the model as `hydra-wm export` does (raw weights, or the EMA
@@ -11,10 +11,10 @@ prints) and averages the exact metrics. Seeds: training uses world seed 0, the r
 validation 2000.
 
 Results go to RUN/validation/SETTINGS.json (one file per setting: seed, samples, sampling steps and shift, raw or
-EMA, retrieval), keyed by checkpoint step; checkpoints already scored there are not scored again, so re-running
-after more training adds only the new ones. Prints a markdown table (PSNR, after re-entry, background revisited
-beyond the window's reach, subject presence and missing after re-entry, and for memory models how often the top-1
-retrieved memory frame shows the same view, with chance).
+EMA, retrieval, view snapping), keyed by checkpoint step; checkpoints already scored there are not scored again,
+so re-running after more training adds only the new ones. Prints a markdown table (PSNR, after re-entry,
+background revisited beyond the window's reach, subject presence and missing after re-entry, and for memory
+models how often the top-1 retrieved memory frame shows the same view, with chance).
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ema", action="store_true", help="score the EMA weights (default: raw, as shipped)")
     parser.add_argument("--retrieval", choices=RETRIEVAL_MODES, help="override a memory model's ranking")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--view-snap", type=float, default=0.0, help="sample with view snapping at this tolerance (0: off)"
+    )
     return parser.parse_args(argv)
 
 
@@ -86,7 +89,11 @@ def card_for_run(run: Path, args: argparse.Namespace) -> ModelCard:
         raise InputError(f"{run / 'config.json'}: data: expected a Flatland run (flatland:PRESET), got {data!r}")
     factor = config.get("flatland_codec_factor", 2)
     return ModelCard(
-        flatland_preset=data.removeprefix("flatland:"), codec_factor=factor, num_steps=args.num_steps, shift=args.shift
+        flatland_preset=data.removeprefix("flatland:"),
+        codec_factor=factor,
+        num_steps=args.num_steps,
+        shift=args.shift,
+        view_snap=args.view_snap,
     )
 
 
@@ -116,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.samples < 1 or args.num_steps < 1:
             raise InputError(f"--samples and --num-steps: expected at least 1, got {args.samples}, {args.num_steps}")
+        if args.view_snap < 0:
+            raise InputError(f"--view-snap: expected a tolerance >= 0, got {args.view_snap}")
         card = card_for_run(args.run, args)
         found = checkpoints(args.run, args.step)
         if args.threads:
@@ -128,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             "weights": "ema" if args.ema else "raw",
             "retrieval": args.retrieval or "model",
         }
+        if args.view_snap:  # files of plain sampling keep their earlier names
+            settings["view_snap"] = args.view_snap
         name = "-".join(f"{k}{v}" for k, v in settings.items()) + ".json"
         out = args.run / "validation" / name
         results = read_json(out)["checkpoints"] if out.is_file() else {}

@@ -720,3 +720,72 @@ def test_inference_reuses_temporaries_without_changing_results_or_inputs(batch):
     with torch.no_grad():
         block(h, torch.randn(batch, 5, model.cfg.dim), t_mod, cams, (8, 4, 6), rope)
     assert torch.equal(h, kept)  # a block never overwrites the residual stream it was given
+
+
+# ----------------------------------------------------------------------------------------- camera-aware RoPE
+def _turn_cameras(yaws: Tensor) -> Tensor:
+    """(1, F, 12) relative cameras turning about the vertical (down) axis by `yaws` radians, random positions."""
+    c, s = torch.cos(yaws), torch.sin(yaws)
+    zero, one = torch.zeros_like(yaws), torch.ones_like(yaws)
+    rotation = torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),
+                            torch.stack([-s, zero, c], -1)], -2)  # fmt: skip
+    position = torch.randn(len(yaws), 3, 1, generator=torch.Generator().manual_seed(0))
+    return torch.cat([rotation, position], dim=-1).reshape(1, len(yaws), 12)
+
+
+def test_camera_yaw_is_the_turn_about_the_vertical_axis_unwrapped():
+    from hydra_wm.flatland import flatland_config, render_clip
+    from hydra_wm.flatland.dataset import clip_to_item
+    from hydra_wm.models.dit import camera_yaw
+
+    yaws = torch.tensor([0.0, 0.5, 2.0, 3.0, 3.6, 5.0, 6.5, 4.0, 1.5, -1.0], dtype=torch.float64)  # past +-pi, back
+    torch.testing.assert_close(camera_yaw(_turn_cameras(yaws))[0], yaws, rtol=0, atol=1e-6)
+    # Flatland's tour camera turns most of the way round (clip 1: -67.5 to +270 degrees): in panorama pixels the
+    # yaw is the world's own (whose angles wrap at 360), continuous from frame to frame
+    config = flatland_config("long-glance")
+    clip = render_clip(config, 0, 1)
+    item = clip_to_item(clip, config, 1)
+    cameras = torch.cat([item["context_cameras"], item["target_cameras"]])[None]
+    P = config.panorama_width
+    pixels = camera_yaw(cameras)[0] * P / (2 * math.pi)
+    pixels = pixels - pixels[0]  # relative cameras share one reference frame: only differences matter
+    truth = torch.from_numpy((clip.yaw_deg - clip.yaw_deg[0]) * P / 360.0)
+    wrapped = torch.remainder(pixels - truth + P / 2, P) - P / 2
+    torch.testing.assert_close(wrapped, torch.zeros_like(truth), atol=1e-3, rtol=0)
+    assert float(pixels.max() - pixels.min()) > P * 0.9 and float(pixels.diff().abs().max()) < P / 2
+
+
+def test_rope_yaw_columns_shift_each_frames_columns_and_nothing_else():
+    from hydra_wm.models.dit import Rope3D
+
+    rope = Rope3D(24, 10000.0)
+    shift = torch.tensor([[0.0, 1.0, -2.5], [3.0, 0.0, 0.25]])
+    table = rope.grid(3, 2, 4, column_shift=shift)
+    assert table.shape == (2, 24, 1, 12)
+    for b in range(2):
+        f, r, c = torch.meshgrid(*(torch.arange(n, dtype=torch.float64) for n in (3, 2, 4)), indexing="ij")
+        angles = rope.angles(f.flatten(), r.flatten(), (c + shift[b].double()[f.long()]).flatten())[:, None, :]
+        torch.testing.assert_close(table[b], torch.polar(torch.ones_like(angles), angles).to(torch.complex64))
+    # no shift: the screen positions, as the reference
+    torch.testing.assert_close(rope.grid(3, 2, 4, column_shift=torch.zeros(1, 3))[0], rope.grid(3, 2, 4))
+
+
+@pytest.mark.parametrize("attention", ["memory", "full"])
+def test_rope_yaw_columns_off_is_the_reference_and_on_keeps_items_independent(attention):
+    model = random_model(attention=attention)
+    x = inputs(frames=8, batch=2)
+    yawed = with_config(model, rope_yaw_columns=1.5)
+    # cameras that do not turn: the shifted tables are the plain ones
+    still = dict(x, cam_context=_turn_cameras(torch.zeros(4)).expand(2, -1, -1).clone(),
+                 cam_target=_turn_cameras(torch.zeros(4)).expand(2, -1, -1).clone())  # fmt: skip
+    torch.testing.assert_close(run(yawed, still), run(model, still), rtol=1e-5, atol=1e-5)
+    # turning cameras change the result, item by item (each item its own table)
+    turn = lambda a, b: _turn_cameras(torch.linspace(a, b, 4))  # noqa: E731
+    turning = dict(x, cam_context=torch.cat([turn(0, 1), turn(0, -2)]), cam_target=torch.cat([turn(1, 3), turn(-2, 0)]))
+    out = run(yawed, turning)
+    assert (out - run(model, turning)).abs().max() > 1e-3
+    for b in range(2):
+        single = {k: v if k == "timestep" else v[b : b + 1] for k, v in turning.items()}
+        torch.testing.assert_close(run(yawed, single), out[b : b + 1], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="rope_yaw_columns"):
+        dit_config("debug", rope_yaw_columns=math.inf)

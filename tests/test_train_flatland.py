@@ -33,6 +33,18 @@ def test_train_on_flatland_exports_a_loadable_model_and_refuses_another_source_o
     assert "(data)" in capsys.readouterr().err
 
 
+def test_rope_yaw_columns_is_trained_exported_and_loaded(tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(out, "flatland:debug", "--steps", "1", "--rope-yaw-columns", "2.5")) == 0
+    assert load_dit(out / "hydra.safetensors").cfg.rope_yaw_columns == 2.5
+    # continued from that export without the option: the model keeps it
+    again = tmp_path / "again"
+    assert main(["train", "flatland:debug", "--out", str(again), "--init", str(out / "hydra.safetensors"),
+                 "--steps", "1", "--batch-size", "1", "--flatland-samples", "2", "--device", "cpu",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert load_dit(again / "hydra.safetensors").cfg.rope_yaw_columns == 2.5
+
+
 def test_unknown_flatland_preset_is_a_one_line_error(tmp_path, capsys):
     assert main(train_args(tmp_path / "run", "flatland:nope")) == 2
     err = capsys.readouterr().err.strip()
@@ -126,6 +138,18 @@ def test_keep_every_keeps_milestones_and_the_validation_curve_scores_them_like_t
     mean = json.loads((demo / "metrics.json").read_text())["mean"]
     for key in ("psnr", "background_psnr", "retrieval_same_view"):
         assert results["3"][key] == pytest.approx(mean[key], rel=1e-6, abs=1e-9)
+
+    # with --view-snap: its own results file, and the demo's numbers with the same flag
+    assert validate.main(argv + ["--step", "3", "--view-snap", "0.5"]) == 0
+    snapped = [f for f in (out / "validation").glob("*.json") if f != files[0]]
+    assert len(snapped) == 1 and "view_snap0.5" in snapped[0].name
+    snap_scores = json.loads(snapped[0].read_text())["checkpoints"]["3"]
+    assert main(["demo", "--weights", str(weights), "--seed", "2000", "--samples", "1", "--no-video",
+                 "--out", str(tmp_path / "demo-snap"), "--threads", "1", "--view-snap", "0.5"]) == 0  # fmt: skip
+    snap_mean = json.loads((tmp_path / "demo-snap" / "metrics.json").read_text())["mean"]
+    assert snap_scores["psnr"] == pytest.approx(snap_mean["psnr"], rel=1e-6) and snap_scores["psnr"] != mean["psnr"]
+    assert validate.main(argv + ["--view-snap", "-1"]) == 2
+    assert "--view-snap: expected a tolerance >= 0" in capsys.readouterr().err
 
     # scored checkpoints are read back, not scored again
     data = json.loads(files[0].read_text())

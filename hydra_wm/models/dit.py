@@ -22,6 +22,7 @@ from ..config import DiTConfig, rope_split
 from ..errors import InputError
 from .attention import AttentionHook, attention, dense_attention
 from .memory import (
+    VIEW_DIRECTION,
     Retrieval,
     aligned_view_latents,
     memory_eligibility,
@@ -122,11 +123,22 @@ class Rope3D:
             out.append(torch.outer(pos.to(torch.float64), inv_freq))
         return torch.cat(out, dim=1)
 
-    def grid(self, frames: int, rows: int, cols: int, strides=(1, 1, 1), offsets=(0.0, 0.0, 0.0), device=None):
+    def grid(
+        self,
+        frames: int,
+        rows: int,
+        cols: int,
+        strides=(1, 1, 1),
+        offsets=(0.0, 0.0, 0.0),
+        device=None,
+        column_shift: Tensor | None = None,
+    ):
         """(L, 1, d/2) complex64 rotations for a frame-major grid at positions offset + stride * index.
 
         Each axis's rotations are computed once (F + H + W rows) and broadcast over the grid: the same float64
-        angles and the same rounding to complex64 as computing them per token, at a fraction of the cost."""
+        angles and the same rounding to complex64 as computing them per token, at a fraction of the cost.
+        `column_shift` (B, frames): every column position of a frame moved by its shift (`DiTConfig.rope_yaw_columns`);
+        the table is then (B, L, 1, d/2)."""
         axes = []
         for size, stride, offset, part in zip((frames, rows, cols), strides, offsets, self.parts, strict=True):
             pos = torch.arange(size, device=device, dtype=torch.float64) * stride + offset
@@ -135,6 +147,23 @@ class Rope3D:
             axes.append(torch.polar(torch.ones_like(angles), angles).to(torch.complex64))
         f, r, c = axes
         shape = (frames, rows, cols)
+        if column_shift is not None:  # (B, F, W, part/2): each frame's columns at their own positions
+            part = self.parts[2]
+            inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=device) / part)
+            pos = torch.arange(cols, device=device, dtype=torch.float64) * strides[2] + offsets[2]
+            pos = pos + column_shift.to(device, torch.float64)[:, :, None]  # (B, F, W)
+            angles = pos[..., None] * inv_freq
+            c = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+            batch = (c.shape[0], *shape)
+            table = torch.cat(
+                [
+                    f[None, :, None, None, :].expand(*batch, -1),
+                    r[None, None, :, None, :].expand(*batch, -1),
+                    c[:, :, None, :, :].expand(*batch, -1),
+                ],
+                dim=-1,
+            )
+            return table.reshape(batch[0], frames * rows * cols, 1, -1)
         table = torch.cat(
             [
                 f[:, None, None, :].expand(*shape, -1),
@@ -144,6 +173,18 @@ class Rope3D:
             dim=-1,
         )
         return table.reshape(frames * rows * cols, 1, -1)
+
+
+def camera_yaw(cameras: Tensor) -> Tensor:
+    """(B, F) float64 yaw in radians of relative cameras (B, F, 12) (top 3x4 of the camera-to-world pose, columns
+    right, down, forward: `data/cameras.py`): the azimuth of the viewing direction about the vertical axis of the
+    frame the relative cameras are expressed in, positive turning right, unwrapped along the frames (a turn past 180
+    degrees keeps counting). RoPE sees only differences, so the reference frame's own yaw does not matter."""
+    forward = cameras[..., list(VIEW_DIRECTION)].double()  # (B, F, 3) in the first camera's axes
+    yaw = torch.atan2(forward[..., 0], forward[..., 2])
+    step = torch.diff(yaw, dim=1)
+    step = torch.remainder(step + math.pi, 2 * math.pi) - math.pi
+    return torch.cat([yaw[:, :1], yaw[:, :1] + torch.cumsum(step, dim=1)], dim=1)
 
 
 def apply_rope(x: Tensor, rotation: Tensor, *, overwrite: bool = False) -> Tensor:
@@ -163,11 +204,12 @@ def rotate_keys(k: Tensor, tables: tuple[Tensor, ...]) -> Tensor:
     slice): no joined table and no copy. Otherwise the tables are joined and the keys rotated at once."""
     if reuse_temporaries() and k.dtype == torch.float32 and k.is_contiguous() and k.shape[0] == 1:
         first = 0
-        for table in tables:
-            apply_rope(k[:, first : first + table.shape[0]], table, overwrite=True)  # in place
-            first += table.shape[0]
+        for table in tables:  # (L, 1, d/2), or (B, L, 1, d/2) with per-item column shifts
+            apply_rope(k[:, first : first + table.shape[-3]], table, overwrite=True)  # in place
+            first += table.shape[-3]
         return k
-    return apply_rope(k, tables[0] if len(tables) == 1 else torch.cat(tables), overwrite=reuse_temporaries())
+    joined = tables[0] if len(tables) == 1 else torch.cat(tables, dim=-3)
+    return apply_rope(k, joined, overwrite=reuse_temporaries())
 
 
 class MemoryTokenizer(nn.Module):
@@ -471,14 +513,20 @@ class HydraDiT(nn.Module):
                 )
         return (*grid, n_context)
 
-    def rope_tables(self, grid: tuple[int, int, int], device) -> dict:
+    def rope_tables(self, grid: tuple[int, int, int], device, cameras: Tensor | None = None) -> dict:
         """RoPE (cos, sin) for the full-resolution tokens (integer positions; target frames continue after
         the context) and for the memory tokens (frame kt*j + (kt-1)/2, row kh*r, column kw*c: docs/reference.md
-        §1.1; the authors' `get_compressed_freqs_cis_3d`)."""
+        §1.1; the authors' `get_compressed_freqs_cis_3d`). With `DiTConfig.rope_yaw_columns` and `cameras`
+        (B, F, 12), every frame's columns are shifted by its yaw (`camera_yaw`) times that factor; a memory token
+        by the mean shift of the frames it summarises."""
         kt, kh, kw = self.cfg.tokenizer_kernel
         frames, rows, cols = grid
+        shift = None
+        if self.cfg.rope_yaw_columns and cameras is not None:
+            shift = self.cfg.rope_yaw_columns * camera_yaw(cameras)  # (B, F) token columns
+        memory_shift = None if shift is None else shift[:, : frames // kt * kt].unflatten(1, (-1, kt)).mean(-1)
         return {
-            "tokens": self.rope.grid(frames, rows, cols, device=device),
+            "tokens": self.rope.grid(frames, rows, cols, device=device, column_shift=shift),
             "memory": self.rope.grid(
                 frames // kt,
                 rows // kh,
@@ -486,6 +534,7 @@ class HydraDiT(nn.Module):
                 strides=(kt, kh, kw),
                 offsets=((kt - 1) / 2, 0.0, 0.0),
                 device=device,
+                column_shift=memory_shift,
             ),
         }
 
@@ -552,7 +601,7 @@ class HydraDiT(nn.Module):
         if cfg.aligned_view_input:
             x = self._add_aligned_view(x, latents.to(dtype), cam_context, cam_target)
         grid = (frames, rows, cols)
-        rope = self.rope_tables(grid, latents.device)
+        rope = self.rope_tables(grid, latents.device, torch.cat([cam_context, cam_target], dim=1))
         cameras = (cam_context.to(dtype), cam_target.to(dtype))
         camera_scores = None
         if cfg.attention == "memory" and cfg.retrieval == "camera" and cfg.top_k > 0:

@@ -101,6 +101,10 @@ class TrainConfig:
     """Train with `DiTConfig.aligned_view_gate` (each target frame's clean-sample prediction blended towards the
     aligned context frame by a learned gate; needs a clean-sample prediction). From a checkpoint without it the gate
     starts nearly shut; a checkpoint with it keeps it either way."""
+    rope_yaw_columns: float | None = None
+    """Train with `DiTConfig.rope_yaw_columns` (camera-aware RoPE columns: each frame's column positions shifted by
+    its yaw times this many token columns per radian; 5.09 for Flatland `small-glance` with codec factor 2); None
+    keeps the checkpoint's or preset's (off). A deviation for turning cameras, off for the real model."""
     top_k: int | None = None
     """Memory frames each query frame retrieves in `memory` mode (HyDRA: 10); None keeps the checkpoint's or
     preset's. A model's top-k is not fixed by its weights, so it may also change when starting from a checkpoint."""
