@@ -105,7 +105,7 @@ def train_command(args: argparse.Namespace, attention: str, extra: list[str]) ->
     else:
         command += [*SCRATCH_RECIPE, "--attention", attention]
     command += [
-        "--flatland-samples", "10000000", "--steps", "10000000", "--batch-size", str(args.batch_size),
+        "--flatland-samples", "100000", "--steps", "10000000", "--batch-size", str(args.batch_size),
         "--lr", str(args.lr), "--warmup-steps", "100", "--grad-clip", "1.0", "--ema-decay", "0",
         "--timesteps", "sample", "--loss-weighting", "x0", "--shift", "1.0", "--no-activation-checkpointing",
         "--compile", "--seed", str(args.seed), "--num-workers", str(args.num_workers), "--save-every", "500",
