@@ -180,7 +180,7 @@ def camera_yaw(cameras: Tensor) -> Tensor:
     right, down, forward: `data/cameras.py`): the azimuth of the viewing direction about the vertical axis of the
     frame the relative cameras are expressed in, positive turning right, unwrapped along the frames (a turn past 180
     degrees keeps counting). RoPE sees only differences, so the reference frame's own yaw does not matter."""
-    forward = cameras[..., list(VIEW_DIRECTION)].double()  # (B, F, 3) in the first camera's axes
+    forward = cameras[..., list(VIEW_DIRECTION)].double()  # (B, F, 3) in the reference frame's axes
     yaw = torch.atan2(forward[..., 0], forward[..., 2])
     step = torch.diff(yaw, dim=1)
     step = torch.remainder(step + math.pi, 2 * math.pi) - math.pi
@@ -601,7 +601,8 @@ class HydraDiT(nn.Module):
         if cfg.aligned_view_input:
             x = self._add_aligned_view(x, latents.to(dtype), cam_context, cam_target)
         grid = (frames, rows, cols)
-        rope = self.rope_tables(grid, latents.device, torch.cat([cam_context, cam_target], dim=1))
+        turning = torch.cat([cam_context, cam_target], dim=1) if cfg.rope_yaw_columns else None
+        rope = self.rope_tables(grid, latents.device, turning)
         cameras = (cam_context.to(dtype), cam_target.to(dtype))
         camera_scores = None
         if cfg.attention == "memory" and cfg.retrieval == "camera" and cfg.top_k > 0:
