@@ -47,6 +47,7 @@ from hydra_wm.errors import HydraError, InputError  # noqa: E402
 from hydra_wm.flatland.model import ATTENTIONS, weights_path  # noqa: E402
 from hydra_wm.io_utils import write_text_atomic  # noqa: E402
 from hydra_wm.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint  # noqa: E402
+from hydra_wm.training.loop import LOG_FILE, logged_step_seconds, read_train_log  # noqa: E402
 
 SCRATCH_RECIPE = [
     "--preset", "flatland-tiny", "--prediction", "sample", "--tokenizer-kernel", "1", "1", "1",
@@ -117,19 +118,13 @@ def train_command(args: argparse.Namespace, attention: str, extra: list[str]) ->
 
 
 def summarise(run: Path, returncode: int | None, seconds: float) -> dict:
-    log_file = run / "train_log.jsonl"
-    log = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.is_file() else []
-    # a resumed run logs the steps redone after its last checkpoint again: the last record of a step wins
-    log = sorted({entry["step"]: entry for entry in log}.values(), key=lambda e: e["step"])
-    steps = [0] + [e["step"] for e in log]
+    log = read_train_log(run)
     latest = latest_checkpoint(run)
     return {
         "exit_code": returncode,
         "wall_seconds": round(seconds, 1),
         "latest_checkpoint": latest.name if latest else None,
-        "logged_step_seconds": round(
-            sum(e["step_seconds"] * (e["step"] - p) for p, e in zip(steps, log, strict=False)), 1
-        ),
+        "logged_step_seconds": round(logged_step_seconds(log), 1),
         "last_log": log[-3:],
     }
 
@@ -142,10 +137,11 @@ def export(run: Path, out: Path) -> None:
     )  # fmt: skip
     keep = out / "runs" / run.name
     (keep / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "train_log.jsonl", "init.safetensors"):
+    for name in ("config.json", LOG_FILE, "init.safetensors"):
         if (run / name).is_file():
             shutil.copy2(run / name, keep / name)
-    shutil.copy2(latest_checkpoint(run), keep / CHECKPOINT_DIR / latest_checkpoint(run).name)
+    latest = latest_checkpoint(run)
+    shutil.copy2(latest, keep / CHECKPOINT_DIR / latest.name)
 
 
 def main(argv: list[str] | None = None) -> int:

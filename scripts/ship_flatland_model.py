@@ -38,6 +38,7 @@ from hydra_wm.rollout import RolloutConfig
 from hydra_wm.training import export_checkpoint
 from hydra_wm.training.checkpoint import latest_checkpoint, read_checkpoint
 from hydra_wm.training.config import field_defaults
+from hydra_wm.training.loop import logged_step_seconds, read_train_log
 
 REGRESSION_CHUNKS = 3
 """Chunks of the regression rollout of a chunk-trained model (`tests/test_builtin_model.py`)."""
@@ -107,13 +108,8 @@ def main() -> None:
     chunk_frames = config.get("flatland_chunk_frames", 0)
     out = scratch.replace(weights_path(attention, rollout=bool(chunk_frames)))
     steps = read_checkpoint(checkpoint)[1]["step"]
-    log = [json.loads(line) for line in (args.run / "train_log.jsonl").read_text().splitlines()]
-    # Resumed runs log some steps twice (work lost to an interruption is redone): the last record of a step wins.
-    log = sorted({entry["step"]: entry for entry in log if entry["step"] <= steps}.values(), key=lambda e: e["step"])
-    seconds = sum(
-        entry["step_seconds"] * (entry["step"] - previous["step"])
-        for previous, entry in zip([{"step": 0}, *log], log, strict=False)
-    )
+    log = read_train_log(args.run, up_to=steps)
+    seconds = logged_step_seconds(log)
     factor = config.get("flatland_codec_factor", 2)
     card = {
         "flatland_preset": config["data"].removeprefix("flatland:"),

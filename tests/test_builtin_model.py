@@ -10,6 +10,7 @@ chunks of one held-out long clip instead.
 import json
 
 import pytest
+from conftest import load_script
 
 from hydra_wm.flatland import model as world_model
 from hydra_wm.flatland import render_clip
@@ -88,13 +89,7 @@ def test_the_rollout_model_ships_and_rolls_out_at_its_cards_numbers():
 
 def test_diagnosis_splits_the_clean_frame_error_into_background_subjects_and_the_input_alone():
     """scripts/flatland_diagnose.py's per-noise-level numbers (the model card's "What limits generation 2")."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "flatland_diagnose.py"
-    spec = importlib.util.spec_from_file_location("flatland_diagnose", path)
-    diagnose = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diagnose)
+    diagnose = load_script("scripts/flatland_diagnose.py")
     model = world_model.load_flatland_model("memory")
     clip = render_clip(model.flatland, 2000, 0)
     low, high = diagnose.noise_levels(model, [clip], sigmas=(0.02, 0.98))

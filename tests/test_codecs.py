@@ -1,10 +1,8 @@
 """PixelCodec (lossless space-to-depth latents for Flatland) and the `flatland-tiny` DiT preset trained on it."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import load_script
 
 from hydra_wm.config import dit_config, rope_split
 from hydra_wm.data.preprocess import EncodedDataset, encode_sample, latent_subject_mask, pixel_encoders
@@ -20,11 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load_probe():
-    path = Path(__file__).parents[1] / "benchmarks" / "flatland_train_probe.py"
-    spec = importlib.util.spec_from_file_location("flatland_train_probe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/flatland_train_probe.py")
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4])

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
+
+from conftest import load_script
 
 from hydra_wm.models.loading import load_dit
 from hydra_wm.training.checkpoint import checkpoint_step, latest_checkpoint
 
 
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "flatland_device_train.py"
-    spec = importlib.util.spec_from_file_location("flatland_device_train", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_trains_to_the_clock_exports_and_the_returned_run_resumes(tmp_path, capsys):
-    script = _script()
+    script = load_script("scripts/flatland_device_train.py")
     out, runs = tmp_path / "out", tmp_path / "runs"
     common = ["--runs", str(runs), "--attention", "window", "--from", "scratch", "--batch-size", "1",
               "--num-workers", "0", "--data", "flatland:debug"]  # fmt: skip

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+from conftest import load_script
 
 from hydra_wm.cli import main
 from hydra_wm.models.loading import load_dit
@@ -91,18 +92,6 @@ def test_camera_retrieval_ablation_trains_and_exports_its_setting(tmp_path, caps
     assert exit_info.value.code == 2 and "invalid choice: 'fov'" in capsys.readouterr().err
 
 
-def _validate_script():
-    """scripts/flatland_validate.py as a module (scripts are not part of the package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "flatland_validate.py"
-    spec = importlib.util.spec_from_file_location("flatland_validate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_keep_every_keeps_milestones_and_the_validation_curve_scores_them_like_the_demo(tmp_path, capsys):
     from hydra_wm.training.checkpoint import CHECKPOINT_DIR
 
@@ -119,7 +108,7 @@ def test_keep_every_keeps_milestones_and_the_validation_curve_scores_them_like_t
     assert main(train_args(tmp_path / "neg", "flatland:debug", "--keep-every", "-1")) == 2
     assert "keep_every: expected >= 0" in capsys.readouterr().err
 
-    validate = _validate_script()
+    validate = load_script("scripts/flatland_validate.py")
     argv = [str(out), "--samples", "1", "--num-steps", "2", "--threads", "1"]
     assert validate.main(argv) == 0
     files = list((out / "validation").glob("*.json"))

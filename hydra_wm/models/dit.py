@@ -140,39 +140,27 @@ class Rope3D:
         `column_shift` (B, frames): every column position of a frame moved by its shift (`DiTConfig.rope_yaw_columns`);
         the table is then (B, L, 1, d/2)."""
         axes = []
-        for size, stride, offset, part in zip((frames, rows, cols), strides, offsets, self.parts, strict=True):
+        for axis, (size, stride, offset, part) in enumerate(
+            zip((frames, rows, cols), strides, offsets, self.parts, strict=True)
+        ):
             pos = torch.arange(size, device=device, dtype=torch.float64) * stride + offset
+            if axis == 2 and column_shift is not None:  # (B, F, W): each frame's columns at their own positions
+                pos = pos + column_shift.to(device, torch.float64)[:, :, None]
             inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=device) / part)
-            angles = torch.outer(pos, inv_freq)  # (size, part/2)
+            angles = pos[..., None] * inv_freq  # (..., size, part/2)
             axes.append(torch.polar(torch.ones_like(angles), angles).to(torch.complex64))
         f, r, c = axes
-        shape = (frames, rows, cols)
-        if column_shift is not None:  # (B, F, W, part/2): each frame's columns at their own positions
-            part = self.parts[2]
-            inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=device) / part)
-            pos = torch.arange(cols, device=device, dtype=torch.float64) * strides[2] + offsets[2]
-            pos = pos + column_shift.to(device, torch.float64)[:, :, None]  # (B, F, W)
-            angles = pos[..., None] * inv_freq
-            c = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
-            batch = (c.shape[0], *shape)
-            table = torch.cat(
-                [
-                    f[None, :, None, None, :].expand(*batch, -1),
-                    r[None, None, :, None, :].expand(*batch, -1),
-                    c[:, :, None, :, :].expand(*batch, -1),
-                ],
-                dim=-1,
-            )
-            return table.reshape(batch[0], frames * rows * cols, 1, -1)
+        c = c if column_shift is not None else c[None, None]  # (B | 1, F | 1, W, part/2)
+        shape = (c.shape[0], frames, rows, cols)
         table = torch.cat(
             [
-                f[:, None, None, :].expand(*shape, -1),
-                r[None, :, None, :].expand(*shape, -1),
-                c[None, None, :, :].expand(*shape, -1),
+                f[None, :, None, None, :].expand(*shape, -1),
+                r[None, None, :, None, :].expand(*shape, -1),
+                c[:, :, None, :, :].expand(*shape, -1),
             ],
             dim=-1,
-        )
-        return table.reshape(frames * rows * cols, 1, -1)
+        ).reshape(shape[0], frames * rows * cols, 1, -1)
+        return table if column_shift is not None else table[0]
 
 
 def camera_yaw(cameras: Tensor) -> Tensor:

@@ -57,6 +57,21 @@ HYDRA_TRAINABLE = ("self_attn.", "cam_encoder_", "projector.", "view_embedding."
 LOG_FILE = "train_log.jsonl"
 
 
+def read_train_log(out: str | Path, up_to: int | None = None) -> list[dict]:
+    """The records of `out`/train_log.jsonl (none when there is no file), one per logged step, in step order, up to
+    step `up_to`: a resumed run logs the steps redone after its last checkpoint again, and the last record wins."""
+    path = Path(out) / LOG_FILE
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    kept = {r["step"]: r for r in records if up_to is None or r["step"] <= up_to}
+    return sorted(kept.values(), key=lambda r: r["step"])
+
+
+def logged_step_seconds(log: list[dict]) -> float:
+    """Training time a `read_train_log` list accounts for: each record's mean step time times the steps since the
+    record before it."""
+    return sum(r["step_seconds"] * (r["step"] - p["step"]) for p, r in zip([{"step": 0}, *log], log, strict=False))
+
+
 @dataclass
 class TrainResult:
     """What `train` did. `model` is the trained (unwrapped) model for a single-process run, else None."""
