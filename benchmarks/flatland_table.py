@@ -14,7 +14,9 @@
    softer-attention calibration of docs/deviations.md), compared with each other; with `--view-snap TOL`, also
    memory, full and window sampled with view snapping (`hydra-wm demo --view-snap`), compared with each other and
    with the plain memory row (every other row samples without snapping, whatever the model cards say);
-2. `hydra-wm baseline repeat-last` and `closest-camera` on those clips;
+2. `hydra-wm baseline` on those clips: `repeat-last` and `closest-camera` (non-learned floors), and the two oracles
+   that read the world's truth, `oracle-frozen` and `oracle-walk-on` (perfect scenery; subjects stopped where the
+   context last had them / walking on at their last step: what remembering without and with a motion model buys);
 3. `hydra-wm eval` of every prediction folder against the clips;
 4. prints a markdown table (overall, and after a subject re-enters the view) plus the retrieval scores of the
    memory model and paired per-clip comparisons of memory against window and full (`hydra-wm compare`: mean
@@ -54,7 +56,10 @@ LABELS = {
     "memory-camera": "HyDRA weights, camera-FOV retrieval (ablation)",
     "repeat-last": "repeat last context frame",
     "closest-camera": "copy closest-camera context frame",
+    "oracle-frozen": "oracle: true scenery, subjects stopped where last seen",
+    "oracle-walk-on": "oracle: true scenery, subjects walking on at their last step",
 }
+BASELINE_ROWS = ("repeat-last", "closest-camera", "oracle-frozen", "oracle-walk-on")
 
 
 def run(argv: list[str]) -> None:
@@ -152,11 +157,11 @@ def main() -> None:
         if attention == "memory" and row not in soft and row not in snapped:  # (these retrieve the same frames)
             retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
-    for kind in ("repeat-last", "closest-camera"):
+    for kind in BASELINE_ROWS:
         if not (args.reuse and (out / "eval" / kind / "metrics.json").is_file()):
             fresh.add(kind)
             run(["baseline", kind, str(data), str(out / kind), "--quiet"])
-    for name in [*generated, "repeat-last", "closest-camera"]:
+    for name in [*generated, *BASELINE_ROWS]:
         pred = out / name / "pred" if name in generated else out / name
         evaluated = out / "eval" / name / "metrics.json"
         # an evaluation older than the predictions it scored (a model re-generated since) is redone

@@ -10,7 +10,7 @@ import pytest
 from hydra_wm.cli import main
 from hydra_wm.data.video import read_frames
 from hydra_wm.evaluation.baselines import closest_context_frames, frame_poses, pose_distance, run_baseline
-from hydra_wm.flatland import flatland_config, write_dataset
+from hydra_wm.flatland import flatland_config, render_clip, write_dataset
 
 
 def _pose(yaw_deg: float, position=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -78,3 +78,22 @@ def test_baseline_command(flatland, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sample_00000.mp4", "sample_00001.mp4"]
     assert main(["baseline", "repeat-last", str(tmp_path / "nothing"), str(tmp_path / "out2"), "--quiet"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_oracles_render_the_clip_again_with_the_subjects_stopped_or_walking_on(flatland, tmp_path, capsys):
+    config = flatland_config("debug")
+    for kind, motion in (("oracle-frozen", "frozen"), ("oracle-walk-on", "walk-on")):
+        assert run_baseline(kind, flatland, tmp_path / kind, progress=False) == ["sample_00000", "sample_00001"]
+        for index, name in enumerate(("sample_00000", "sample_00001")):
+            video, context = read_frames(tmp_path / kind / f"{name}.mp4"), read_frames(flatland / name / "cond.mp4")
+            assert np.array_equal(video[: len(context)], context)
+            expected = render_clip(config, 5, index, subject_motion=motion).frames[len(context) :]
+            assert np.abs(video[len(context) :].astype(int) - expected).max() <= 1  # lossless up to YUV rounding
+    # not a Flatland set: one line naming the file it needs
+    other = tmp_path / "other"
+    (other / "sample_00000").mkdir(parents=True)
+    for item in ("cond.mp4", "tgt.mp4", "camera.json", "character.json"):
+        (other / "sample_00000" / item).write_bytes((flatland / "sample_00000" / item).read_bytes())
+    assert main(["baseline", "oracle-frozen", str(other), str(tmp_path / "out"), "--quiet"]) == 3
+    out = capsys.readouterr().out
+    assert "flatland.json: file not found" in out and "sample_00000" in out

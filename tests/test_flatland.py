@@ -342,3 +342,30 @@ def test_check_json_in_the_published_schema_gives_the_exact_visibility():
             int((clip.in_view[1:, s] != clip.in_view[:-1, s]).sum()) for s in range(len(clip.subjects))
         )
     assert changed  # every Flatland clip has a re-entry, so some subject changes visibility
+
+
+def test_what_if_subject_motion_changes_only_the_subjects_after_the_context():
+    config = flatland_config("small-glance")
+    Tc, linear, turned = config.context_frames, 0, 0
+    for index in range(12):
+        true = render_clip(config, 1000, index)
+        frozen = render_clip(config, 1000, index, subject_motion="frozen")
+        walk_on = render_clip(config, 1000, index, subject_motion="walk-on")
+        for clip in (frozen, walk_on):
+            assert np.array_equal(clip.frames[:Tc], true.frames[:Tc]) and np.array_equal(clip.yaw_deg, true.yaw_deg)
+            sky = (clip.labels == 0) & (true.labels == 0)  # background both show: the same scenery and camera
+            assert np.array_equal(clip.frames[sky], true.frames[sky])
+        # frozen: each subject keeps its last context azimuth and pose (its view position moves with the camera only)
+        assert np.allclose(frozen.azimuth_deg[Tc:], frozen.azimuth_deg[Tc - 1])
+        # walk-on: each subject keeps its last context step; where the world's subjects do so too, the clips agree
+        steps = np.diff(walk_on.azimuth_deg[Tc - 2 :], axis=0)
+        assert np.allclose(steps, steps[0])
+        if np.allclose(np.diff(true.azimuth_deg[Tc - 2 :], axis=0), steps[0]):
+            linear += 1
+            assert np.array_equal(walk_on.frames, true.frames) and np.array_equal(walk_on.labels, true.labels)
+        else:
+            turned += 1
+            assert not np.array_equal(walk_on.frames[Tc:], true.frames[Tc:])
+    assert linear and turned  # both cases were checked
+    with pytest.raises(InputError, match="subject_motion"):
+        render_clip(config, 0, 0, subject_motion="teleport")

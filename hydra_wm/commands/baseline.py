@@ -1,4 +1,5 @@
-"""`hydra-wm baseline {repeat-last,closest-camera} DATA OUT`: non-learned predictions in generate's layout.
+"""`hydra-wm baseline {repeat-last,closest-camera,oracle-frozen,oracle-walk-on} DATA OUT`: non-learned predictions
+in generate's layout.
 
 Writes ``OUT/NAME.mp4`` (context frames, then predicted frames) for every sample of the HM-World-layout
 dataset DATA, ready for `hydra-wm eval OUT DATA`. See `hydra_wm.baselines`.
@@ -19,8 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="write non-learned predictions (repeat the last context frame / copy the closest-camera frame)",
         description="repeat-last: every target frame is the last context frame. closest-camera: each target "
         "frame is the context frame whose camera is closest (rotation angle in degrees + DEG_PER_METRE x "
-        "translation in metres; ties: the latest frame). Output: OUT/NAME.mp4 = context + predicted frames, "
-        "lossless.",
+        "translation in metres; ties: the latest frame). oracle-frozen / oracle-walk-on (Flatland sets only, "
+        "reference points that read the truth): the true scenery and cameras, each subject standing where the "
+        "last context frame had it / walking on at its last context step. Output: OUT/NAME.mp4 = context + "
+        "predicted frames, lossless.",
     )
     p.add_argument("kind", choices=BASELINES, help="which predictor")
     p.add_argument("data", type=Path, help="HM-World-layout dataset (NAME/cond.mp4, tgt.mp4, camera.json)")

@@ -3,6 +3,12 @@
 * ``repeat-last``: every target frame is the last context frame (a world that froze).
 * ``closest-camera``: each target frame is the context frame whose camera is closest to the target camera
   (pure retrieval memory: right for a static scene seen before, wrong for every subject that moved).
+* ``oracle-frozen``, ``oracle-walk-on`` (Flatland sets only; they read the world's truth, so they are reference
+  points, not predictors a model could be): the clip rendered again from its seed with the true scenery and
+  cameras, i.e. a perfect memory of everything static, and each subject after the context standing where the
+  last context frame had it (``frozen``: remembers the subject, no motion model) or walking on at its last context
+  step (``walk-on``: remembers it and extrapolates its motion; wrong only where it turns around later). They
+  bracket how much of the subject scores takes tracking motion rather than recalling it.
 
 Camera distance between two camera-to-world poses (`data.cameras.load_camera_poses`, metres):
 ``angle(R_a^T R_b) in degrees + deg_per_metre * |t_a - t_b|`` (default 10 degrees per metre). Ties go to the
@@ -28,7 +34,8 @@ from ..data.video import count_frames, read_frames, write_video
 from ..errors import InputError
 from .samples import list_samples
 
-BASELINES = ("repeat-last", "closest-camera")
+ORACLES = {"oracle-frozen": "frozen", "oracle-walk-on": "walk-on"}  # baseline -> `render_clip`'s subject_motion
+BASELINES = ("repeat-last", "closest-camera", *ORACLES)
 FPS = 15
 DEG_PER_METRE = 10.0
 
@@ -74,6 +81,17 @@ def predict(kind: str, folder: Path, *, deg_per_metre: float = DEG_PER_METRE) ->
         raise InputError(f"{folder}: neither tgt.mp4 nor camera.json tells how many target frames to predict")
     if kind == "repeat-last":
         prediction = np.repeat(context[-1:], target_frames, axis=0)
+    elif kind in ORACLES:
+        from ..flatland.dataset import read_clip_source
+        from ..flatland.world import render_clip
+
+        config, seed, index = read_clip_source(folder)
+        if (config.context_frames, config.target_frames) != (len(context), target_frames):
+            raise InputError(
+                f"{folder}: {len(context)} + {target_frames} frames, but its flatland.json renders "
+                f"{config.context_frames} + {config.target_frames}"
+            )
+        prediction = render_clip(config, seed, index, subject_motion=ORACLES[kind]).frames[len(context) :]
     elif kind == "closest-camera":
         context_poses, target_poses, _ = load_camera_poses(folder / "camera.json")
         index = closest_context_frames(

@@ -279,6 +279,24 @@ def read_captions(path: str | os.PathLike) -> dict[str, str]:
     return captions
 
 
+def read_clip_source(folder: str | os.PathLike) -> tuple[FlatlandConfig, int, int]:
+    """(config, dataset seed, index) that render a written sample again: the set's flatland.json (one folder up)
+    and the sample's character.json; InputError naming the file otherwise."""
+    folder = Path(folder)
+    manifest_path = folder.parent / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(f"{manifest_path}: file not found (expected a Flatland set of `hydra-wm flatland make`)")
+    manifest, character = read_json(manifest_path), read_json(folder / "character.json")
+    try:
+        config = FlatlandConfig(**manifest["config"])
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{manifest_path}: expected a 'config' of Flatland settings ({exc})") from None
+    seed = character.get("seed") if isinstance(character, dict) else None
+    if not (isinstance(seed, list) and len(seed) == 2 and all(isinstance(v, int) for v in seed)):
+        raise InputError(f"{folder / 'character.json'}: 'seed': expected [dataset_seed, index], got {seed!r}")
+    return config, seed[0], seed[1]
+
+
 def read_truth(folder: str | os.PathLike) -> dict:
     """A written sample's target-clip truth, as `metrics.flatland_scores` takes it.
 

@@ -257,6 +257,35 @@ def _sample_subject(
     return SubjectPath(kind, sprite, left, top, facing, phase, azimuth_px * 360.0 / P)
 
 
+SUBJECT_MOTIONS = ("true", "frozen", "walk-on")
+"""`render_clip`'s `subject_motion`: the world's own, or one of the two "what if" target halves of the oracle
+baselines (`evaluation.baselines`)."""
+
+
+def _replace_target_motion(path: SubjectPath, yaw_px: np.ndarray, config: FlatlandConfig, motion: str) -> SubjectPath:
+    """`path` with its target frames replaced: ``frozen`` stands where the last context frame had it (same pose);
+    ``walk-on`` keeps walking at its last context step (speed and direction; no later turn), its legs moving on.
+    The context frames are unchanged."""
+    Tc, T, W, P = config.context_frames, config.total_frames, config.width, config.panorama_width
+    h, w = path.sprite.shape[2:]
+    azimuth_px = path.azimuth_deg * P / 360.0
+    last_step = azimuth_px[Tc - 1] - azimuth_px[Tc - 2]
+    after = np.arange(1, T - Tc + 1)
+    azimuth_px, facing, phase = azimuth_px.copy(), path.facing.copy(), path.phase.copy()
+    facing[Tc:] = facing[Tc - 1]
+    if motion == "frozen":
+        azimuth_px[Tc:] = azimuth_px[Tc - 1]
+        phase[Tc:] = phase[Tc - 1]
+    else:  # walk-on: the same walk-cycle rule as `_sample_subject`
+        azimuth_px[Tc:] = azimuth_px[Tc - 1] + last_step * after
+        walked = np.abs(np.diff(azimuth_px[:Tc])).sum() + abs(last_step) * after
+        phase[Tc:] = (np.floor(walked / max(w / 2.0, 1.0)) % WALK_PHASES).astype(np.int64)
+    offset = (azimuth_px - yaw_px + P / 2.0) % P - P / 2.0
+    left = np.round(offset + W // 2 - w / 2.0).astype(np.int64)
+    left[:Tc] = path.left[:Tc]
+    return SubjectPath(path.kind, path.sprite, left, path.top, facing, phase, azimuth_px * 360.0 / P)
+
+
 def sprite_in_view(path: SubjectPath, width: int, *, whole: bool = False) -> np.ndarray:
     """``[T]`` bool: some sprite column with a pixel overlaps the frame (exact, see `subjects`);
     with `whole`, every such column does."""
@@ -390,8 +419,17 @@ def ue_yaw_matrices(yaw_deg: np.ndarray, position_cm: np.ndarray) -> np.ndarray:
     return out
 
 
-def render_clip(config: FlatlandConfig, seed: int, index: int = 0) -> FlatlandClip:
-    """Render clip `index` of the dataset with seed `seed`; equal (config, seed, index) give equal clips."""
+def render_clip(config: FlatlandConfig, seed: int, index: int = 0, *, subject_motion: str = "true") -> FlatlandClip:
+    """Render clip `index` of the dataset with seed `seed`; equal (config, seed, index) give equal clips.
+
+    `subject_motion` other than ``"true"`` changes only what the subjects do in the target frames (`frozen`:
+    they stand where the last context frame had them; `walk-on`: they keep their last context step): the same
+    scenery, cameras and context, the "what if" clips of the oracle baselines. Events and truth then describe
+    that clip (its subjects may, e.g., never re-enter).
+    """
+    if subject_motion not in SUBJECT_MOTIONS:
+        known = ", ".join(SUBJECT_MOTIONS)
+        raise InputError(f"flatland subject_motion: expected one of {known}, got {subject_motion!r}")
     rng = np.random.default_rng([int(seed), int(index)])
     P = config.panorama_width
     # 1. scenery
@@ -418,6 +456,10 @@ def render_clip(config: FlatlandConfig, seed: int, index: int = 0) -> FlatlandCl
             f"flatland: no clip with an exit-entry event after {config.max_attempts} draws (seed {seed}, "
             f"index {index}); widen out_of_view_frames {config.out_of_view_frames} or pan_range_deg"
         )
+    if subject_motion != "true":
+        paths = [_replace_target_motion(p, yaw_px, config, subject_motion) for p in paths]
+        in_view = np.stack([sprite_in_view(p, config.width) for p in paths], axis=1)
+        events = find_events(in_view, config.context_frames)
     # 4. pixels and truth
     frames, labels, in_frame_px = _draw(config, panorama, yaw_px, paths)
     assert np.array_equal(in_frame_px > 0, in_view), "sprite column extents disagree with drawn pixels"
