@@ -1,7 +1,7 @@
 """Train the built-in Flatland models side by side for a fixed wall time: one prepared call on a lent GPU machine.
 
     python scripts/flatland_device_train.py --out $OUT [--seconds 420] [--attention memory full window]
-        [--from shipped|scratch] [--batch-size 64] [--lr 1e-3] [--num-workers 4] [--runs runs/device]
+        [--from shipped|scratch|DIR] [--batch-size 64] [--lr 1e-3] [--num-workers 4] [--runs runs/device]
         [--data flatland:small-glance] [-- EXTRA hydra-wm train OPTIONS]
 
 The device machines are lent for ~15 minutes a session, at most 10 a command (`device` tool): too short to train to
@@ -17,7 +17,10 @@ own data workers; a `flatland-tiny` model leaves an H100 mostly idle, so three s
   `scripts/ship_flatland_model.py RUNS/ATTENTION --previous-card ...` ships it with its lineage.
 
 `--from shipped` (default) continues the shipped weights of each attention with every weight trainable (a copy of
-the starting weights goes into the run folder, so the run is self-contained); `--from scratch` starts the card's
+the starting weights goes into the run folder, so the run is self-contained); `--from DIR` does the same from the
+``flatland-ATTENTION.safetensors`` files of DIR (a candidate shipped there with `scripts/ship_flatland_model.py
+--dest DIR`, or a previous call's OUT: the options its weights were made with, such as camera-aware RoPE, come
+with them); `--from scratch` starts the card's
 generation-2 recipe (`flatland-tiny`, x0 prediction, memory tokens at full resolution, copy init); options after
 `--` are passed to every `hydra-wm train` (e.g. ``-- --dim 192 --ffn-dim 512`` for the wide model). The defaults are
 the card's recipe at 8x its batch: batch 64, LR 1e-3 (constant after 100 warm-up steps), x0 loss, bf16 autocast on
@@ -66,7 +69,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--out", type=Path, required=True, help="where the exports, runs and summary go ($OUT)")
     parser.add_argument("--seconds", type=float, default=420.0, help="training wall time of every run")
     parser.add_argument("--attention", nargs="+", default=list(ATTENTIONS), help="models to train (memory full window)")
-    parser.add_argument("--from", dest="start", choices=("shipped", "scratch"), default="shipped")
+    parser.add_argument(
+        "--from", dest="start", default="shipped", help="shipped | scratch | DIR of flatland-ATTENTION.safetensors"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--num-workers", type=int, default=4, help="data workers per run")
@@ -85,23 +90,30 @@ def check(args: argparse.Namespace) -> None:
         raise InputError("--seconds, --batch-size, --num-workers: expected > 0, >= 1 and >= 0")
     if not args.data.startswith("flatland:"):
         raise InputError(f"--data: expected flatland:PRESET, got {args.data!r}")
+    if args.start not in ("shipped", "scratch") and not Path(args.start).is_dir():
+        raise InputError(f"--from: expected shipped, scratch or a folder of weights, got {args.start!r}")
     for attention in args.attention:
-        if args.start == "shipped" and not weights_path(attention).is_file():
-            raise InputError(f"{weights_path(attention)}: no shipped weights to continue (--from scratch?)")
+        if args.start != "scratch" and not start_weights(args.start, attention).is_file():
+            raise InputError(f"{start_weights(args.start, attention)}: no weights to continue (--from scratch?)")
     for folder in (args.out, args.runs):
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK):
             raise InputError(f"{folder}: not writable")
 
 
+def start_weights(start: str, attention: str) -> Path:
+    """The weights `--from` continues: the shipped file, or DIR/flatland-ATTENTION.safetensors."""
+    return weights_path(attention) if start == "shipped" else Path(start) / f"flatland-{attention}.safetensors"
+
+
 def train_command(args: argparse.Namespace, attention: str, extra: list[str]) -> list[str]:
     run = args.runs / attention
     command = [sys.executable, "-m", "hydra_wm", "train", args.data, "--out", str(run)]
-    if args.start == "shipped":
+    if args.start != "scratch":
         init = run / "init.safetensors"  # inside the run: the run folder alone resumes and exports anywhere
         if not init.is_file():
             run.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(weights_path(attention), init)
+            shutil.copyfile(start_weights(args.start, attention), init)
         command += ["--init", str(init), "--trainable", "all"]
     else:
         command += [*SCRATCH_RECIPE, "--attention", attention]

@@ -2,7 +2,7 @@
 `hydra_wm/flatland/weights/`.
 
     python scripts/ship_flatland_model.py RUN [--num-steps 20] [--shift 1.0] [--view-snap 1.0] [--no-ema]
-        [--table runs/flatland-table]
+        [--table runs/flatland-table] [--previous-card CARD.json] [--dest DIR]
 
 1. `hydra-wm export RUN` (EMA weights when the run kept them) to
    ``hydra_wm/flatland/weights/flatland-ATTENTION.safetensors``;
@@ -18,6 +18,10 @@
 3. With `--previous-card CARD.json` (the card of the weights RUN started from with `--init`), the card also gets
    ``lineage``: every training phase so far (command, steps, wall time), oldest first, and ``total_steps`` /
    ``total_wall_seconds`` over all phases.
+
+`--dest DIR` writes weights and card to DIR instead of the package (a candidate that is not shipped:
+`hydra-wm demo --weights DIR/flatland-ATTENTION.safetensors` runs it, `scripts/flatland_device_train.py --from DIR`
+and `hydra-wm train --init` continue it).
 """
 
 from __future__ import annotations
@@ -97,16 +101,20 @@ def main() -> None:
     parser.add_argument(
         "--previous-card", type=Path, help="card of the weights RUN was initialised from (adds the lineage)"
     )
+    parser.add_argument(
+        "--dest", type=Path, default=WEIGHTS_DIR, help="folder for weights and card (default: the package's)"
+    )
     args = parser.parse_args()
+    args.dest.mkdir(parents=True, exist_ok=True)
     config = read_json(args.run / "config.json")
     checkpoint = args.checkpoint or latest_checkpoint(args.run)
     # A run started with --init keeps the checkpoint's attention (config "attention": null), so the file's name
     # comes from the exported model's own config: export under a scratch name, then rename.
-    scratch = export_checkpoint(checkpoint, WEIGHTS_DIR / ".export-in-progress.safetensors", use_ema=not args.no_ema)
+    scratch = export_checkpoint(checkpoint, args.dest / ".export-in-progress.safetensors", use_ema=not args.no_ema)
     with safe_open(str(scratch), framework="pt") as f:
         attention = config_from_metadata(f.metadata(), scratch)["attention"]
     chunk_frames = config.get("flatland_chunk_frames", 0)
-    out = scratch.replace(weights_path(attention, rollout=bool(chunk_frames)))
+    out = scratch.replace(args.dest / weights_path(attention, rollout=bool(chunk_frames)).name)
     steps = read_checkpoint(checkpoint)[1]["step"]
     log = read_train_log(args.run, up_to=steps)
     seconds = logged_step_seconds(log)

@@ -33,8 +33,26 @@ def test_trains_to_the_clock_exports_and_the_returned_run_resumes(tmp_path, caps
     assert record["exit_code"] == 0 and record["command"].split().count("--resume") == 1
     assert checkpoint_step(latest_checkpoint(out2 / "runs" / "window")) == first + 2
 
+    # --from DIR continues the weights of a folder (a lineage in training): they become the run's init
+    lineage = tmp_path / "lineage"
+    lineage.mkdir()
+    (out / "flatland-window.safetensors").rename(lineage / "flatland-window.safetensors")
+    out3, runs3 = tmp_path / "out3", tmp_path / "runs3"
+    argv = ["--out", str(out3), "--seconds", "300", *common, "--", "--no-compile", "--stop-after", "1"]
+    argv[argv.index(str(runs))], argv[argv.index("scratch")] = str(runs3), str(lineage)
+    assert script.main(argv) == 0
+    record = json.loads((out3 / "summary.json").read_text())["runs"]["window"]
+    assert f"--init {runs3 / 'window' / 'init.safetensors'}" in record["command"]
+    assert (runs3 / "window" / "init.safetensors").read_bytes() == (
+        lineage / "flatland-window.safetensors"
+    ).read_bytes()
+
     # bad input: one line, exit code 2, nothing started
+    for bad, name in ((["--attention", "dense"], "--attention"), (["--from", str(tmp_path / "none")], "--from")):
+        capsys.readouterr()
+        assert script.main(["--out", str(tmp_path / "x"), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and name in err and not (tmp_path / "x").exists()
     capsys.readouterr()
-    assert script.main(["--out", str(tmp_path / "x"), "--attention", "dense"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "--attention" in err and not (tmp_path / "x").exists()
+    assert script.main(["--out", str(tmp_path / "x"), "--attention", "full", "--from", str(lineage)]) == 2
+    assert "flatland-full.safetensors: no weights to continue" in capsys.readouterr().err
