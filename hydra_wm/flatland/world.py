@@ -267,7 +267,7 @@ def _replace_target_motion(path: SubjectPath, yaw_px: np.ndarray, config: Flatla
     ``walk-on`` keeps walking at its last context step (speed and direction; no later turn), its legs moving on.
     The context frames are unchanged."""
     Tc, T, W, P = config.context_frames, config.total_frames, config.width, config.panorama_width
-    h, w = path.sprite.shape[2:]
+    w = path.sprite.shape[3]
     azimuth_px = path.azimuth_deg * P / 360.0
     last_step = azimuth_px[Tc - 1] - azimuth_px[Tc - 2]
     after = np.arange(1, T - Tc + 1)
