@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from hydra_wm.cli import main as cli
+from hydra_wm.evaluation.baselines import BASELINES
 from hydra_wm.evaluation.compare import format_comparison, paired_comparison
 from hydra_wm.flatland.model import ModelCard, available_attentions, weights_path
 from hydra_wm.io_utils import write_text_atomic
@@ -59,7 +60,6 @@ LABELS = {
     "oracle-frozen": "oracle: true scenery, subjects stopped where last seen",
     "oracle-walk-on": "oracle: true scenery, subjects walking on at their last step",
 }
-BASELINE_ROWS = ("repeat-last", "closest-camera", "oracle-frozen", "oracle-walk-on")
 
 
 def run(argv: list[str]) -> None:
@@ -157,11 +157,11 @@ def main() -> None:
         if attention == "memory" and row not in soft and row not in snapped:  # (these retrieve the same frames)
             retrieval[name] = {k: v for k, v in report["mean"].items() if k.startswith("retrieval_")}
     data = out / next(iter(generated)) / "data"
-    for kind in BASELINE_ROWS:
+    for kind in BASELINES:
         if not (args.reuse and (out / "eval" / kind / "metrics.json").is_file()):
             fresh.add(kind)
             run(["baseline", kind, str(data), str(out / kind), "--quiet"])
-    for name in [*generated, *BASELINE_ROWS]:
+    for name in [*generated, *BASELINES]:
         pred = out / name / "pred" if name in generated else out / name
         evaluated = out / "eval" / name / "metrics.json"
         # an evaluation older than the predictions it scored (a model re-generated since) is redone

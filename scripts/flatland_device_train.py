@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from hydra_wm.errors import HydraError, InputError  # noqa: E402
 from hydra_wm.flatland.model import ATTENTIONS, weights_path  # noqa: E402
 from hydra_wm.io_utils import write_text_atomic  # noqa: E402
+from hydra_wm.training import export_checkpoint  # noqa: E402
 from hydra_wm.training.checkpoint import CHECKPOINT_DIR, latest_checkpoint  # noqa: E402
 from hydra_wm.training.loop import LOG_FILE, logged_step_seconds, read_train_log  # noqa: E402
 
@@ -78,7 +79,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--runs", type=Path, default=Path("runs/device"), help="run folders (resumed when present)")
     parser.add_argument("--data", default="flatland:small-glance", help="the Flatland preset to train on")
     parser.add_argument("--seed", type=int, default=10)
-    return parser.parse_args(argv), extra
+    args = parser.parse_args(argv)
+    # The runs train in ROOT (their own working directory): absolute paths name the same folders here and there.
+    args.out, args.runs = args.out.resolve(), args.runs.resolve()
+    return args, extra
 
 
 def check(args: argparse.Namespace) -> None:
@@ -143,10 +147,7 @@ def summarise(run: Path, returncode: int | None, seconds: float) -> dict:
 
 def export(run: Path, out: Path) -> None:
     """`hydra-wm export` of the latest checkpoint, and the run folder cut to what resumes it."""
-    subprocess.run(
-        [sys.executable, "-m", "hydra_wm", "export", str(run), "--out", str(out / f"flatland-{run.name}.safetensors"),
-         "--no-ema"], check=True, cwd=ROOT,
-    )  # fmt: skip
+    export_checkpoint(run, out / f"flatland-{run.name}.safetensors", use_ema=False)
     keep = out / "runs" / run.name
     (keep / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     for name in ("config.json", LOG_FILE, "init.safetensors"):

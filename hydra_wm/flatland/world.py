@@ -228,6 +228,11 @@ def _sample_tour(config: FlatlandConfig, rng: np.random.Generator) -> np.ndarray
     return _on_camera_grid(yaw[:T], config)
 
 
+def _walk_phase(distance: np.ndarray, sprite_width: int) -> np.ndarray:
+    """Walk phase after walking `distance` panorama pixels: one phase per half body width."""
+    return (np.floor(distance / max(sprite_width / 2.0, 1.0)) % WALK_PHASES).astype(np.int64)
+
+
 def _sample_subject(
     config: FlatlandConfig, kind: SubjectKind, yaw_px: np.ndarray, horizon: int, rng: np.random.Generator
 ) -> SubjectPath:
@@ -246,8 +251,7 @@ def _sample_subject(
     step[0] = 0.0
     azimuth_px = start + np.cumsum(step)
     distance = np.cumsum(np.abs(step))
-    stride = max(w / 2.0, 1.0)  # one walk phase per half body width walked
-    phase = (np.floor(distance / stride) % WALK_PHASES).astype(np.int64)
+    phase = _walk_phase(distance, w)
     facing = (step < 0).astype(np.int64)
     facing[0] = facing[1]
     # View coordinate of the subject's centre: wrapped offset from the view centre.
@@ -278,8 +282,7 @@ def _replace_target_motion(path: SubjectPath, yaw_px: np.ndarray, config: Flatla
         phase[Tc:] = phase[Tc - 1]
     else:  # walk-on: the same walk-cycle rule as `_sample_subject`
         azimuth_px[Tc:] = azimuth_px[Tc - 1] + last_step * after
-        walked = np.abs(np.diff(azimuth_px[:Tc])).sum() + abs(last_step) * after
-        phase[Tc:] = (np.floor(walked / max(w / 2.0, 1.0)) % WALK_PHASES).astype(np.int64)
+        phase[Tc:] = _walk_phase(np.abs(np.diff(azimuth_px[:Tc])).sum() + abs(last_step) * after, w)
     offset = (azimuth_px - yaw_px + P / 2.0) % P - P / 2.0
     left = np.round(offset + W // 2 - w / 2.0).astype(np.int64)
     left[:Tc] = path.left[:Tc]
