@@ -48,6 +48,8 @@ COLUMNS = [
     ("missing_reentry", "missing re-entry"),
     ("position_error_reentry", "pos. err. re-entry (px)"),
     ("identity_reentry", "identity dist. re-entry"),
+    ("stale_presence_reentry", "re-entry: IoU with the view's old place"),
+    ("stale_presence_truth_reentry", "… with the true place, same frames"),
 ]
 PAIRED_METRICS = ["psnr", "background_psnr_revisit", "presence_reentry", "missing_reentry", "position_error_reentry"]
 LABELS = {

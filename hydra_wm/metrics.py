@@ -263,6 +263,7 @@ def flatland_scores(
     background_colours=None,
     reentry=None,
     revisit=None,
+    stale_labels=None,
     tolerance: float = SEGMENT_TOLERANCE,
     max_db: float | None = 100.0,
 ) -> dict:
@@ -274,6 +275,12 @@ def flatland_scores(
     bool, the frames after subject s re-entered the view (`flatland.reentry_mask`). ``revisit``: optional
     ``[T, W]`` (view columns) or ``[T, H, W]`` bool, the background seen in the context beyond the local
     window's reach (`flatland.views.revisited_beyond_window`); adds ``background_psnr_revisit`` ``[T]``.
+    ``stale_labels``: optional ``[T, H, W]`` int labels of an earlier frame per target frame showing the same view
+    (the aligned context view, `flatland.views.aligned_context_frames`); adds, where both the truth and that
+    view show subject s, ``stale_presence`` (IoU of the drawn subject with where the view showed it) and
+    ``stale_presence_truth`` (IoU with the truth on the same frames) ``[T, S]``: a model that copies a subject
+    from memory without moving it scores the first higher, one that carries it along the second
+    (`STALE_METRICS`).
 
     Returns ``{"frames": {...}, "overall": {...}, "reentry": {...}}``. ``frames`` holds ``psnr``, ``ssim``,
     ``background_psnr`` ``[T]`` and ``presence`` (IoU), ``position_error`` (px), ``identity`` (0..1),
@@ -301,6 +308,11 @@ def flatland_scores(
             raise InputError(f"revisit: expected shape {list(pred.shape[1:])}, got {list(revisit.shape)}")
         frames["background_psnr_revisit"] = masked_psnr(pred, target, revisit & (true_labels == 0), max_db=max_db)
     per_subject = {"presence": [], "position_error": [], "identity": [], "missing": []}
+    if stale_labels is not None:
+        stale_labels = torch.as_tensor(stale_labels).long()
+        if stale_labels.shape != true_labels.shape:
+            raise InputError(f"stale_labels: expected shape {list(true_labels.shape)}, got {list(stale_labels.shape)}")
+        per_subject.update({name: [] for name in STALE_METRICS})
     for s in range(S):
         truth, guess = true_labels == s + 1, found == s + 1
         shown = truth.any(dim=(1, 2))
@@ -309,6 +321,11 @@ def flatland_scores(
         per_subject["position_error"].append(position_error(guess, truth))
         per_subject["identity"].append(identity_distance(pred, target, guess, truth))
         per_subject["missing"].append(torch.where(shown, (~guess.any(dim=(1, 2))).to(torch.float64), nan))
+        if stale_labels is not None:
+            stale = stale_labels == s + 1
+            both = shown & stale.any(dim=(1, 2))
+            per_subject["stale_presence"].append(torch.where(both, mask_iou(guess, stale), nan))
+            per_subject["stale_presence_truth"].append(torch.where(both, mask_iou(guess, truth), nan))
     for name, columns in per_subject.items():
         frames[name] = torch.stack(columns, dim=1)  # (T, S)
     overall = {name: nan_mean(values) for name, values in frames.items()}
@@ -326,13 +343,18 @@ def flatland_scores(
 
 FLATLAND_METRICS = ("psnr", "ssim", "background_psnr", "presence", "missing", "position_error", "identity")
 """The `flatland_scores` metrics reported overall and after re-entry (``NAME_reentry``)."""
+STALE_METRICS = ("stale_presence", "stale_presence_truth")
+"""`flatland_scores` metrics with ``stale_labels``: drawn subjects against where the aligned view showed them."""
 
 
 def flatland_summary(scores: dict) -> dict[str, float]:
-    """`flatland_scores` output -> flat {metric: mean}: each of `FLATLAND_METRICS` overall and as
+    """`flatland_scores` output -> flat {metric: mean}: each of `FLATLAND_METRICS` (and `STALE_METRICS` when
+    computed) overall and as
     ``NAME_reentry`` (when re-entry frames were given), plus ``background_psnr_revisit`` when computed."""
     out = {}
-    for key in FLATLAND_METRICS:
+    for key in FLATLAND_METRICS + STALE_METRICS:
+        if key not in scores["overall"]:  # the stale metrics only with stale_labels
+            continue
         out[key] = scores["overall"][key]
         if "reentry" in scores:
             out[f"{key}_reentry"] = scores["reentry"][key]

@@ -97,3 +97,18 @@ def test_oracles_render_the_clip_again_with_the_subjects_stopped_or_walking_on(f
     assert main(["baseline", "oracle-frozen", str(other), str(tmp_path / "out"), "--quiet"]) == 3
     out = capsys.readouterr().out
     assert "flatland.json: file not found" in out and "sample_00000" in out
+
+
+def test_eval_scores_the_closest_camera_copy_as_a_stale_copy(flatland, tmp_path):
+    # Copying the aligned context view draws every subject exactly where that view showed it: stale presence 1.
+    # The oracle that walks the subjects on draws them where they are (the truth wherever no subject turns later).
+    for kind in ("closest-camera", "oracle-walk-on"):
+        run_baseline(kind, flatland, tmp_path / kind, progress=False)
+        assert main(["eval", str(tmp_path / kind), str(flatland), "--quiet"]) == 0
+    copy = json.loads((tmp_path / "closest-camera" / "eval" / "metrics.json").read_text())
+    walk = json.loads((tmp_path / "oracle-walk-on" / "eval" / "metrics.json").read_text())
+    defined = [s["metrics"] for s in copy["per_sample"] if s["metrics"].get("stale_presence") is not None]
+    assert defined, "no frame where both the truth and the aligned view show a subject"
+    assert all(m["stale_presence"] == pytest.approx(1.0) for m in defined)
+    assert copy["mean"]["stale_presence_truth"] < 1.0  # the subjects moved since
+    assert walk["mean"]["stale_presence_truth"] > walk["mean"]["stale_presence"]

@@ -131,6 +131,25 @@ def test_missing_subject_has_presence_zero():
     assert scores["overall"]["background_psnr"] == 100.0 and scores["overall"]["psnr"] < 30.0
 
 
+def test_stale_presence_tells_a_copied_subject_from_a_carried_one():
+    colours = np.array([[MAGENTA, YELLOW]])
+    truth = _video_with_square((MAGENTA, YELLOW), 9, 5)  # where the subject is now
+    view = _video_with_square((MAGENTA, YELLOW), 4, 5)  # where the aligned context view showed it
+    labels, stale = segment_subjects(truth, colours), segment_subjects(view, colours)
+    stale[2] = 0  # the view of frame 2 does not show the subject: undefined there
+    copied = flatland_scores(view, truth, labels, colours, stale_labels=stale)
+    carried = flatland_scores(truth, truth, labels, colours, stale_labels=stale)
+    nan = math.nan
+    assert np.allclose(copied["frames"]["stale_presence"].numpy(), [[1.0], [1.0], [nan]], equal_nan=True)
+    # 4x4 squares 5 columns apart do not overlap: the copy scores 0 against the truth, the carried one 1
+    assert np.allclose(copied["frames"]["stale_presence_truth"].numpy(), [[0.0], [0.0], [nan]], equal_nan=True)
+    assert carried["overall"]["stale_presence"] == 0.0 and carried["overall"]["stale_presence_truth"] == 1.0
+    assert carried["overall"]["presence"] == 1.0  # the ordinary metrics are unchanged
+    assert "stale_presence" not in flatland_scores(view, truth, labels, colours)["overall"]
+    with pytest.raises(InputError, match="stale_labels: expected shape"):
+        flatland_scores(view, truth, labels, colours, stale_labels=stale[:2])
+
+
 def test_recoloured_subject_has_a_large_identity_distance():
     truth = _video_with_square((MAGENTA, YELLOW), 4, 5)
     recoloured = _video_with_square((BLUE, BLUE), 4, 5)

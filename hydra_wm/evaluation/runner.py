@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..flatland.views import revisited_beyond_window
+from ..flatland.views import aligned_context_frames, revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
 from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr, ssim
 from .dsc import dsc_scores
@@ -49,6 +49,11 @@ METRICS = {
     "missing": (True, True, "subject missing (rate)"),
     "position_error": (True, True, "position error (px)"),
     "identity": (True, True, "identity distance (0..1)"),
+    # Where both the truth and the aligned context view show a subject (`metrics.STALE_METRICS`): the drawn subject
+    # against where that view showed it, and against the truth on the same frames. Copying from memory without
+    # moving the subject scores the first higher; carrying it along, the second.
+    "stale_presence": (True, True, "presence at the view's old place"),
+    "stale_presence_truth": (True, True, "… at the true place, same frames"),
     "dsc_ctx": (False, False, "DSC_ctx"),
     "dsc_gt": (False, False, "DSC_GT"),
     "subject_consistency": (False, False, "subject consistency (DINO)"),
@@ -174,13 +179,13 @@ def _sample_metrics(
     # 2. PSNR, SSIM (3. with the Flatland metrics when the exact truth is there)
     if gt.truth is not None:
         truth = gt.truth
+        context_frames = len(truth["yaw_deg"]) - len(truth["labels"])
         revisit = revisited_beyond_window(
-            truth["yaw_deg"],
-            len(truth["yaw_deg"]) - len(truth["labels"]),
-            target.shape[-1],
-            truth["fov_deg"],
-            options.window,
+            truth["yaw_deg"], context_frames, target.shape[-1], truth["fov_deg"], options.window
         )[:N]
+        stale = None  # where the aligned context view showed each subject (`metrics.STALE_METRICS`)
+        if truth.get("context_labels") is not None:
+            stale = truth["context_labels"][aligned_context_frames(truth["yaw_deg"], context_frames)][:N]
         scores = flatland_scores(
             pred,
             target,
@@ -189,6 +194,7 @@ def _sample_metrics(
             background_colours=truth["background_colours"],
             reentry=reentry,
             revisit=revisit,
+            stale_labels=stale,
             max_db=MAX_DB,
         )
         metrics.update(flatland_summary(scores))

@@ -48,7 +48,7 @@ from ..pipeline import (
 )
 from .config import FlatlandConfig, flatland_config
 from .dataset import clip_to_item
-from .views import revisited_beyond_window, view_overlap
+from .views import aligned_context_frames, revisited_beyond_window, view_overlap
 from .world import FlatlandClip
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -304,6 +304,7 @@ def score_clip(
         background_colours=item["background_colours"],
         reentry=item["reentry"][:, :S],
         revisit=revisit,
+        stale_labels=item["context_labels"][aligned_context_frames(clip.yaw_deg, Tc)],
     )
     out = flatland_summary(scores)
     repeat = item["context"][:, -1:].expand_as(item["target"])
