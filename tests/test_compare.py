@@ -10,7 +10,7 @@ import pytest
 
 from hydra_wm.cli import main
 from hydra_wm.errors import InputError
-from hydra_wm.evaluation.compare import bootstrap_mean_ci, paired_comparison, sign_test
+from hydra_wm.evaluation.compare import bootstrap_mean_ci, format_comparison, paired_comparison, sign_test
 
 
 def report(values: dict[str, list], names=None) -> dict:
@@ -56,6 +56,15 @@ def test_paired_comparison_sees_a_small_consistent_gain_that_unpaired_means_woul
     # reversed roles: B is not better
     reverse = paired_comparison(b, a, ["psnr"])[0]
     assert reverse.diff == pytest.approx(-0.3) and not reverse.a_better and reverse.losses == 40
+
+
+def test_the_stale_subject_diagnostic_has_no_better_direction_in_the_table():
+    a = report({"stale_presence_reentry": [0.5, 0.6], "presence_reentry": [0.2, 0.3], "missing": [0.1, 0.1]})
+    b = report({"stale_presence_reentry": [0.4, 0.4], "presence_reentry": [0.1, 0.1], "missing": [0.2, 0.2]})
+    rows = format_comparison(paired_comparison(a, b, ["stale_presence_reentry", "presence_reentry", "missing"]))
+    stale, presence, missing = rows.splitlines()[2:]
+    assert stale.startswith("| stale_presence_reentry · |") and "| 2 / 0 / 0 |" in stale  # counted as higher
+    assert presence.startswith("| presence_reentry ↑ |") and missing.startswith("| missing ↓ |")
 
 
 def test_undefined_values_are_left_out_per_metric_and_mismatches_are_errors():

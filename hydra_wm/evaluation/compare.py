@@ -3,7 +3,9 @@
 Two `hydra-wm eval` reports of the same samples are compared clip by clip (paired): for each metric, the mean of
 A and of B, the mean paired difference A − B with a percentile-bootstrap confidence interval (clips resampled
 with replacement), and how many clips A wins, ties and loses, with the exact two-sided sign-test p-value over
-the clips that are not tied. Which direction is "better" comes from the metric (`LOWER_IS_BETTER`).
+the clips that are not tied. Which direction is "better" comes from the metric (`LOWER_IS_BETTER`); a diagnostic
+without one (`NO_DIRECTION`: how close drawn subjects are to where memory showed them) counts "better" as higher
+and is marked · instead of an arrow.
 
 Why by hand: a percentile bootstrap of a mean and a binomial sign test are a few lines of numpy and `math.comb`;
 scipy (whose `stats.bootstrap` does the same) is not otherwise a dependency. A paired test matters here because
@@ -24,6 +26,7 @@ from ..errors import InputError
 from ..io_utils import read_json
 
 LOWER_IS_BETTER = ("lpips", "missing", "position_error", "identity")
+NO_DIRECTION = ("stale_presence",)
 DEFAULT_METRICS = (
     "psnr",
     "psnr_reentry",
@@ -188,7 +191,8 @@ def format_comparison(results: list[PairedResult], names: tuple[str, str] = ("A"
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        arrow = "↓" if lower_is_better(r.metric) else "↑"
+        metric = r.metric.removesuffix("_reentry")
+        arrow = "·" if metric in NO_DIRECTION else "↓" if lower_is_better(r.metric) else "↑"
         lines.append(
             f"| {r.metric} {arrow} | {r.clips} | {r.mean_a:.3f} | {r.mean_b:.3f} | {r.diff:+.3f} | "
             f"[{r.low:+.3f}, {r.high:+.3f}] | {r.wins} / {r.ties} / {r.losses} | {r.p_sign:.2g} |"
