@@ -276,7 +276,7 @@ def flatland_scores(
     ``[T, W]`` (view columns) or ``[T, H, W]`` bool, the background seen in the context beyond the local
     window's reach (`flatland.views.revisited_beyond_window`); adds ``background_psnr_revisit`` ``[T]``.
     ``stale_labels``: optional ``[T, H, W]`` int labels of an earlier frame per target frame showing the same view
-    (the aligned context view, `flatland.views.aligned_context_frames`); adds, where both the truth and that
+    (the aligned context view: the closest camera, as view snapping chooses it); adds, where both the truth and that
     view show subject s, ``stale_presence`` (IoU of the drawn subject with where the view showed it) and
     ``stale_presence_truth`` (IoU with the truth on the same frames) ``[T, S]``: a model that copies a subject
     from memory without moving it scores the first higher, one that carries it along the second
@@ -317,7 +317,8 @@ def flatland_scores(
         truth, guess = true_labels == s + 1, found == s + 1
         shown = truth.any(dim=(1, 2))
         nan = torch.full(shown.shape, math.nan, dtype=torch.float64)
-        per_subject["presence"].append(torch.where(shown, mask_iou(guess, truth), nan))
+        presence = torch.where(shown, mask_iou(guess, truth), nan)
+        per_subject["presence"].append(presence)
         per_subject["position_error"].append(position_error(guess, truth))
         per_subject["identity"].append(identity_distance(pred, target, guess, truth))
         per_subject["missing"].append(torch.where(shown, (~guess.any(dim=(1, 2))).to(torch.float64), nan))
@@ -325,7 +326,7 @@ def flatland_scores(
             stale = stale_labels == s + 1
             both = shown & stale.any(dim=(1, 2))
             per_subject["stale_presence"].append(torch.where(both, mask_iou(guess, stale), nan))
-            per_subject["stale_presence_truth"].append(torch.where(both, mask_iou(guess, truth), nan))
+            per_subject["stale_presence_truth"].append(torch.where(both, presence, nan))
     for name, columns in per_subject.items():
         frames[name] = torch.stack(columns, dim=1)  # (T, S)
     overall = {name: nan_mean(values) for name, values in frames.items()}

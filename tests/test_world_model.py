@@ -13,7 +13,7 @@ from hydra_wm.cli import main
 from hydra_wm.config import dit_config
 from hydra_wm.flatland import model as world_model
 from hydra_wm.flatland import render_clip
-from hydra_wm.flatland.views import aligned_context_frames, revisited_beyond_window, view_columns, view_overlap
+from hydra_wm.flatland.views import revisited_beyond_window, view_columns, view_overlap
 from hydra_wm.models.dit import HydraDiT
 from hydra_wm.models.loading import load_dit
 from hydra_wm.pipeline import RetrievalRecord
@@ -45,17 +45,6 @@ def test_revisited_beyond_window_marks_context_background_out_of_the_windows_rea
     assert mask[4].all() and mask[5].all()  # back at the context's view, no context frame within reach
     # a window as long as the clip covers everything: nothing is beyond its reach
     assert not revisited_beyond_window(yaw, 6, 8, 90.0, window=12).any()
-
-
-def test_aligned_context_frames_pick_the_closest_heading_and_the_latest_of_ties():
-    # context headings 0, 45, 90, 45, 359; target 44, 2, 180, 91
-    yaw = [0.0, 45.0, 90.0, 45.0, 359.0, 44.0, 2.0, 180.0, 91.0]
-    # 44 -> 45 (frames 1 and 3 tie: the latest); 2 -> 0 (2 degrees) not 359 (3 across the wrap);
-    # 180 -> 90 (90 degrees away; 0 and 359 are 180 and 179 away); 91 -> 90
-    assert aligned_context_frames(yaw, 5).tolist() == [3, 0, 2, 2]
-    assert aligned_context_frames([10.0, 350.0, 355.0], 2).tolist() == [1]  # across 0/360: 5 degrees, not 345
-    with pytest.raises(ValueError, match="context_frames"):
-        aligned_context_frames(yaw, 9)
 
 
 def test_retrieval_scores_count_hits_against_the_true_view_overlap():

@@ -26,10 +26,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..data.cameras import load_camera_poses
 from ..errors import InputError
-from ..flatland.views import aligned_context_frames, revisited_beyond_window
+from ..flatland.views import revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
-from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr, ssim
+from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr, segment_subjects, ssim
+from .baselines import closest_context_frames, frame_poses
 from .dsc import dsc_scores
 from .features import ClipVision, DinoModel, load_clip, load_dino
 from .lpips import LPIPS, load_lpips, lpips_frames
@@ -166,6 +168,22 @@ def evaluate_sample(gt_root: Path, pred_root: Path, name: str, models: Models, o
     return {"name": name, "metrics": metrics, "frames": frames, "events": events, "notes": notes}
 
 
+def _aligned_view_labels(gt: GroundTruth) -> np.ndarray | None:
+    """Flatland subject labels ``[Tt, H, W]`` of each target frame's aligned context view -- the closest camera,
+    as the closest-camera baseline and view snapping choose it -- for `metrics.STALE_METRICS`; None without the
+    context masks or camera.json."""
+    if gt.context_masks is None or not (gt.folder / "camera.json").is_file():
+        return None
+    truth = gt.truth
+    context_poses, target_poses, _ = load_camera_poses(gt.folder / "camera.json")
+    index = closest_context_frames(
+        frame_poses(context_poses, gt.context.shape[1]), frame_poses(target_poses, len(truth["labels"]))
+    )
+    # Each context frame once (a long target aligns many frames with the same few views), then picked per target frame.
+    labels = segment_subjects(gt.context, truth["subject_colours"], truth["background_colours"]) * gt.context_masks
+    return labels[index].numpy()
+
+
 def _sample_metrics(
     gt: GroundTruth, pred: Tensor, N: int, models: Models, options: EvalOptions, notes: list[str]
 ) -> tuple[dict[str, float], dict[str, list]]:
@@ -179,13 +197,14 @@ def _sample_metrics(
     # 2. PSNR, SSIM (3. with the Flatland metrics when the exact truth is there)
     if gt.truth is not None:
         truth = gt.truth
-        context_frames = len(truth["yaw_deg"]) - len(truth["labels"])
         revisit = revisited_beyond_window(
-            truth["yaw_deg"], context_frames, target.shape[-1], truth["fov_deg"], options.window
+            truth["yaw_deg"],
+            len(truth["yaw_deg"]) - len(truth["labels"]),
+            target.shape[-1],
+            truth["fov_deg"],
+            options.window,
         )[:N]
-        stale = None  # where the aligned context view showed each subject (`metrics.STALE_METRICS`)
-        if truth.get("context_labels") is not None:
-            stale = truth["context_labels"][aligned_context_frames(truth["yaw_deg"], context_frames)][:N]
+        stale = _aligned_view_labels(gt)
         scores = flatland_scores(
             pred,
             target,
@@ -194,7 +213,7 @@ def _sample_metrics(
             background_colours=truth["background_colours"],
             reentry=reentry,
             revisit=revisit,
-            stale_labels=stale,
+            stale_labels=None if stale is None else stale[:N],
             max_db=MAX_DB,
         )
         metrics.update(flatland_summary(scores))

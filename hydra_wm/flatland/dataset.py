@@ -303,8 +303,7 @@ def read_truth(folder: str | os.PathLike) -> dict:
     Returns numpy arrays: ``labels`` ``[Tt, H, W]`` int64 (0 background, s + 1 subject s: the colour
     segmentation of the lossless tgt.mp4 inside tgt_mask.mp4, exact for Flatland), ``subject_colours``
     ``[S, 2, 3]``, ``background_colours`` ``[B, 3]``, ``reentry`` ``[Tt, S]`` bool, ``in_view``
-    ``[Tc + Tt, S]`` bool; ``context_labels`` ``[Tc, H, W]`` (cond.mp4 inside cond_mask.mp4; None without the
-    mask); ``events`` (check.json's list); ``yaw_deg`` ``[Tc + Tt]`` and ``fov_deg``
+    ``[Tc + Tt, S]`` bool; ``events`` (check.json's list); ``yaw_deg`` ``[Tc + Tt]`` and ``fov_deg``
     (the camera, for `views.revisited_beyond_window`).
     """
     folder = Path(folder)
@@ -323,18 +322,12 @@ def read_truth(folder: str | os.PathLike) -> dict:
     video = rearrange(torch.from_numpy(frames).float() / 127.5 - 1.0, "t h w c -> c t h w")
     labels = segment_subjects(video, colours, background).numpy() * mask
     context_frames = len(truth["cond"]["in_view"])
-    context_labels = None
-    if (folder / "cond_mask.mp4").is_file():  # for the stale-subject metrics (`metrics.STALE_METRICS`)
-        cond = rearrange(torch.from_numpy(read_frames(folder / "cond.mp4")).float() / 127.5 - 1.0, "t h w c -> c t h w")
-        cond_mask = read_frames(folder / "cond_mask.mp4")[..., 0] >= MASK_THRESHOLD
-        context_labels = segment_subjects(cond, colours, background).numpy() * cond_mask
     return {
         "labels": labels,
         "subject_colours": colours,
         "background_colours": background,
         "reentry": reentry_mask(in_view, context_frames),
         "in_view": in_view,
-        "context_labels": context_labels,
         "events": read_json(folder / "check.json")["events"],
         "yaw_deg": yaw,
         "fov_deg": fov,

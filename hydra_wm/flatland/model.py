@@ -37,7 +37,7 @@ from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr
 from ..models.codecs import PixelCodec
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
-from ..models.memory import memory_eligibility
+from ..models.memory import aligned_views, memory_eligibility
 from ..pipeline import (
     Conditioning,
     RetrievalRecord,
@@ -48,7 +48,7 @@ from ..pipeline import (
 )
 from .config import FlatlandConfig, flatland_config
 from .dataset import clip_to_item
-from .views import aligned_context_frames, revisited_beyond_window, view_overlap
+from .views import revisited_beyond_window, view_overlap
 from .world import FlatlandClip
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -296,6 +296,7 @@ def score_clip(
     S = item["num_subjects"]
     Tc = clip.context_frames
     revisit = revisited_beyond_window(clip.yaw_deg, Tc, config.width, config.fov_deg, window)
+    aligned_view = aligned_views(item["context_cameras"][None], item["target_cameras"][None])  # what snapping copies
     scores = flatland_scores(
         generated,
         item["target"],
@@ -304,7 +305,7 @@ def score_clip(
         background_colours=item["background_colours"],
         reentry=item["reentry"][:, :S],
         revisit=revisit,
-        stale_labels=item["context_labels"][aligned_context_frames(clip.yaw_deg, Tc)],
+        stale_labels=item["context_labels"][aligned_view[0]],
     )
     out = flatland_summary(scores)
     repeat = item["context"][:, -1:].expand_as(item["target"])

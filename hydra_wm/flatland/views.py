@@ -47,19 +47,6 @@ def view_overlap(yaw_deg, width: int, fov_deg: float) -> np.ndarray:
     return np.take_along_axis(seen[None, :, :], columns[:, None, :], axis=2).mean(axis=2)
 
 
-def aligned_context_frames(yaw_deg, context_frames: int) -> np.ndarray:
-    """``[Tt]`` int: for each target frame, the context frame whose heading is closest to it (of equally close ones
-    the latest) -- the *aligned view* that view snapping copies from (`models.memory.aligned_views` does the same
-    from the relative cameras of a camera that only turns). ``yaw_deg`` covers context then target frames."""
-    yaw = np.asarray(yaw_deg, dtype=np.float64)
-    if not 0 < context_frames < len(yaw):
-        raise ValueError(f"context_frames: expected 1..{len(yaw) - 1}, got {context_frames}")
-    gap = np.abs((yaw[context_frames:, None] - yaw[None, :context_frames] + 180.0) % 360.0 - 180.0)  # (Tt, Tc)
-    # Of equal gaps the latest frame: compare rounded gaps, then prefer the larger index.
-    gap = np.round(gap, 6) - np.arange(context_frames)[None, :] * 1e-9
-    return gap.argmin(axis=1)
-
-
 def revisited_beyond_window(yaw_deg, context_frames: int, width: int, fov_deg: float, window: int) -> np.ndarray:
     """``[Tt, W]`` bool: target view columns seen in the context, but in no context frame of the frame's window.
 
