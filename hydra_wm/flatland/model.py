@@ -30,14 +30,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.cameras import vector_poses
 from ..errors import InputError
+from ..evaluation.baselines import closest_context_frames
 from ..flow import FlowMatchSchedule
 from ..io_utils import read_json
 from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr
 from ..models.codecs import PixelCodec
 from ..models.dit import HydraDiT
 from ..models.loading import load_dit
-from ..models.memory import aligned_views, memory_eligibility
+from ..models.memory import memory_eligibility
 from ..pipeline import (
     Conditioning,
     RetrievalRecord,
@@ -296,7 +298,9 @@ def score_clip(
     S = item["num_subjects"]
     Tc = clip.context_frames
     revisit = revisited_beyond_window(clip.yaw_deg, Tc, config.width, config.fov_deg, window)
-    aligned_view = aligned_views(item["context_cameras"][None], item["target_cameras"][None])  # what snapping copies
+    # the aligned view: the closest camera, by the closest-camera baseline's rule (as `hydra-wm eval` picks it)
+    poses = [vector_poses(item[key]).numpy() for key in ("context_cameras", "target_cameras")]
+    aligned_view = closest_context_frames(*poses)
     scores = flatland_scores(
         generated,
         item["target"],
@@ -305,7 +309,7 @@ def score_clip(
         background_colours=item["background_colours"],
         reentry=item["reentry"][:, :S],
         revisit=revisit,
-        stale_labels=item["context_labels"][aligned_view[0]],
+        stale_labels=item["context_labels"][aligned_view],
     )
     out = flatland_summary(scores)
     repeat = item["context"][:, -1:].expand_as(item["target"])
