@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from hydra_wm.cli import main
+from hydra_wm.data.cameras import closest_context_frames, frame_poses, pose_distance
 from hydra_wm.data.video import read_frames
-from hydra_wm.evaluation.baselines import closest_context_frames, frame_poses, pose_distance, run_baseline
+from hydra_wm.evaluation.baselines import run_baseline
 from hydra_wm.flatland import flatland_config, render_clip, write_dataset
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..evaluation.baselines import BASELINES, DEG_PER_METRE
+    from ..data.cameras import DEG_PER_METRE
+    from ..evaluation.baselines import BASELINES
 
     p = sub.add_parser(
         "baseline",

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.cameras import load_camera_poses
+from ..data.cameras import DEG_PER_METRE, closest_context_frames, frame_poses, load_camera_poses
 from ..data.video import count_frames, read_frames, write_video
 from ..errors import InputError
 from .samples import list_samples
@@ -37,37 +37,6 @@ from .samples import list_samples
 ORACLES = {"oracle-frozen": "frozen", "oracle-walk-on": "walk-on"}  # baseline -> `render_clip`'s subject_motion
 BASELINES = ("repeat-last", "closest-camera", *ORACLES)
 FPS = 15
-DEG_PER_METRE = 10.0
-
-
-def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angle in degrees of the relative rotation between ``[..., 4, 4]`` (or 3x3) poses, broadcasting."""
-    relative = np.swapaxes(a[..., :3, :3], -1, -2) @ b[..., :3, :3]
-    cosine = (np.trace(relative, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
-
-
-def pose_distance(a: np.ndarray, b: np.ndarray, deg_per_metre: float = DEG_PER_METRE) -> np.ndarray:
-    """``angle(R_a^T R_b)`` (degrees) + ``deg_per_metre`` x translation distance (metres), broadcasting."""
-    return rotation_angle_deg(a, b) + deg_per_metre * np.linalg.norm(a[..., :3, 3] - b[..., :3, 3], axis=-1)
-
-
-def frame_poses(poses: np.ndarray, frames: int) -> np.ndarray:
-    """One pose per video frame: ``poses[round(i * (n - 1) / (frames - 1))]``."""
-    if len(poses) == frames:
-        return poses
-    index = np.round(np.arange(frames) * (len(poses) - 1) / max(frames - 1, 1)).astype(int)
-    return poses[index]
-
-
-def closest_context_frames(
-    context_poses: np.ndarray, target_poses: np.ndarray, deg_per_metre: float = DEG_PER_METRE
-) -> np.ndarray:
-    """For each target pose ``[Tt, 4, 4]``, the index of the closest context pose ``[Tc, 4, 4]`` (ties: the
-    latest) → ``[Tt]`` int."""
-    distance = pose_distance(context_poses[None, :], target_poses[:, None], deg_per_metre)  # (Tt, Tc)
-    reversed_best = distance[:, ::-1].argmin(axis=1)  # argmin takes the first minimum: reverse for the latest
-    return len(context_poses) - 1 - reversed_best
 
 
 def predict(kind: str, folder: Path, *, deg_per_metre: float = DEG_PER_METRE) -> np.ndarray:

@@ -26,12 +26,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..data.cameras import load_camera_poses
+from ..data.cameras import closest_context_frames, frame_poses, load_camera_poses
 from ..errors import InputError
 from ..flatland.views import revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
 from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr, segment_subjects, ssim
-from .baselines import closest_context_frames, frame_poses
 from .dsc import dsc_scores
 from .features import ClipVision, DinoModel, load_clip, load_dino
 from .lpips import LPIPS, load_lpips, lpips_frames

@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.cameras import vector_poses
+from ..data.cameras import closest_context_frames, vector_poses
 from ..errors import InputError
-from ..evaluation.baselines import closest_context_frames
 from ..flow import FlowMatchSchedule
 from ..io_utils import read_json
 from ..metrics import flatland_scores, flatland_summary, nan_mean, psnr
