@@ -2,6 +2,7 @@
 
     python benchmarks/rollout_table.py [--samples 16] [--seed 1000] [--steps 20] [--threads 1]
         [--rows memory,memory-window,memory-full,window,full-bounded] [--out runs/rollout-table] [--paired memory]
+        [--by-length] [--shard I/N]
 
 `--samples` held-out clips of world `long-glance` (20 context + 220 target frames: 11 chunks of 20; world seed
 `--seed`, the shipped models trained on seed 0) are written in the HM-World layout to OUT/data and continued by
@@ -28,7 +29,8 @@ layout `hydra-wm eval OUT/pred/ROW OUT/data` reads), so a stopped run resumes an
 Prints markdown tables (and writes OUT/table.md, OUT/table.json): PSNR per chunk (drift); background PSNR on
 background the context showed, by the frames it was out of view before it came back; subject presence by the frames
 the subject was hidden; paired per-clip comparisons of one row (`--paired`, default `memory`) against the others
-on far returns (>= 20 frames) and PSNR.
+on far returns (>= 20 frames) and PSNR, and with `--by-length` by rollout length (chunk by chunk, and the first k
+chunks: where one row overtakes another).
 """
 
 from __future__ import annotations
@@ -111,7 +113,26 @@ def main() -> None:
     parser.add_argument("--rows", default="memory,memory-window,memory-full,window,full-bounded")
     parser.add_argument("--out", type=Path, default=Path("runs/rollout-table"))
     parser.add_argument("--paired", default="memory", help="the row compared clip by clip with every other row")
+    parser.add_argument(
+        "--by-length",
+        action="store_true",
+        help="also compare --paired clip by clip at every rollout length: PSNR of chunk k alone and of the first k "
+        "chunks (a clip of 20 + 20k frames); where one row overtakes another",
+    )
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="I/N",
+        help="score only the clips whose index is I modulo N (to split a slow row over processes that share OUT; "
+        "a later run without it reads every clip from the cache)",
+    )
     args = parser.parse_args()
+    try:
+        shard, shards = (int(x) for x in args.shard.split("/"))
+        if not 0 <= shard < shards:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--shard: expected I/N with 0 <= I < N, got {args.shard!r}") from None
     torch.set_num_threads(args.threads)
     rows = [r for r in args.rows.split(",") if r]
     unknown = [r for r in rows if r not in ROWS]
@@ -120,6 +141,7 @@ def main() -> None:
     config = flatland_config("long-glance")
     plan = [CHUNK] * (config.target_frames // CHUNK)
     names = write_dataset(args.out / "data", config, args.samples, args.seed, progress=False)
+    names = {index: name for index, name in enumerate(names) if index % shards == shard}
     results: dict[str, dict[str, dict]] = {}
     seconds: dict[str, list[float]] = {}
     for row in rows:
@@ -128,7 +150,7 @@ def main() -> None:
         context = model.flatland.context_frames
         rollout_config = RolloutConfig.for_context(context, CHUNK, spec.history, selection=spec.selection)
         results[row], seconds[row] = {}, []
-        for index, name in enumerate(names):
+        for index, name in names.items():
             clip = render_clip(config, args.seed, index)
 
             def make(clip=clip, model=model, rollout_config=rollout_config, snap=spec.view_snap):
@@ -141,7 +163,7 @@ def main() -> None:
             print(f"{row:>14} {name}: PSNR {fmt(results[row][name]['psnr'])}", flush=True)
     for kind in BASELINES:
         results[kind] = {}
-        for index, name in enumerate(names):
+        for index, name in names.items():
             clip = render_clip(config, args.seed, index)
 
             def make(clip=clip, name=name, kind=kind):
@@ -158,6 +180,27 @@ def main() -> None:
     write_text_atomic(
         args.out / "table.json", json.dumps({"means": means, "args": {**vars(args), "out": str(args.out)}})
     )
+
+
+FAR_PSNR = ["revisit_far", "psnr"]
+
+
+def report(per_clip: dict[str, dict], columns: list[str]) -> dict:
+    """Per-clip scores in the per-sample layout of a `hydra-wm eval` report, which `paired_comparison` reads."""
+    return {"per_sample": [{"name": n, "metrics": {k: s[k] for k in columns}} for n, s in per_clip.items()],
+            "columns": columns}  # fmt: skip
+
+
+def length_metrics(per_clip: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per clip, PSNR by rollout length: ``psnr_chunk_k`` (the target frames of chunk k alone) and ``psnr_upto_k``
+    (the first k chunks: the target half of a clip of 20 + 20k frames; chunks are equal in length, so it is the
+    mean of their per-frame means)."""
+    out = {}
+    for name, scores in per_clip.items():
+        chunks = scores["psnr_per_chunk"]
+        out[name] = {f"psnr_chunk_{k + 1}": float(v) for k, v in enumerate(chunks)}
+        out[name] |= {f"psnr_upto_{k + 1}": float(np.mean(chunks[: k + 1])) for k in range(len(chunks))}
+    return out
 
 
 def tables(means: dict, labels: dict, seconds: dict, results: dict, args, clips: int) -> str:
@@ -205,14 +248,15 @@ def tables(means: dict, labels: dict, seconds: dict, results: dict, args, clips:
         for other in results:
             if other == base:
                 continue
-            report = lambda row: {  # noqa: E731 - the per-sample layout `paired_comparison` reads
-                "per_sample": [
-                    {"name": n, "metrics": {k: s[k] for k in ("revisit_far", "psnr")}} for n, s in results[row].items()
-                ],  # fmt: skip
-                "columns": ["revisit_far", "psnr"],
-            }
-            compared = paired_comparison(report(base), report(other), ["revisit_far", "psnr"], names=(base, other))
+            pair = (results[base], results[other])
+            compared = paired_comparison(*(report(r, FAR_PSNR) for r in pair), FAR_PSNR, names=(base, other))
             lines += [f"{base} vs {labels[other]}:", "", format_comparison(compared, (base, other)), ""]
+            if args.by_length:
+                by_length = [length_metrics(r) for r in pair]
+                columns = list(next(iter(by_length[0].values())))
+                compared = paired_comparison(*(report(r, columns) for r in by_length), columns, names=(base, other))
+                lines += [f"{base} vs {labels[other]}, by rollout length:", ""]
+                lines += [format_comparison(compared, (base, other)), ""]
     return "\n".join(lines)
 
 
