@@ -547,3 +547,14 @@ def closest_context_frames(
     distance = pose_distance(context_poses[None, :], target_poses[:, None], deg_per_metre)  # (Tt, Tc)
     reversed_best = distance[:, ::-1].argmin(axis=1)  # argmin takes the first minimum: reverse for the latest
     return len(context_poses) - 1 - reversed_best
+
+
+def closest_context_frames_of(
+    path: str | os.PathLike, context_frames: int, target_frames: int, deg_per_metre: float = DEG_PER_METRE
+) -> np.ndarray:
+    """`closest_context_frames` from a camera.json, per video frame (its poses spread over the ``context_frames``
+    and ``target_frames`` by `frame_poses`) → ``[target_frames]`` int."""
+    context_poses, target_poses, _ = load_camera_poses(path)
+    return closest_context_frames(
+        frame_poses(context_poses, context_frames), frame_poses(target_poses, target_frames), deg_per_metre
+    )

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.cameras import DEG_PER_METRE, closest_context_frames, frame_poses, load_camera_poses
+from ..data.cameras import DEG_PER_METRE, closest_context_frames_of, load_camera_poses
 from ..data.video import count_frames, read_frames, write_video
 from ..errors import InputError
 from .samples import list_samples
@@ -62,11 +62,9 @@ def predict(kind: str, folder: Path, *, deg_per_metre: float = DEG_PER_METRE) ->
             )
         prediction = render_clip(config, seed, index, subject_motion=ORACLES[kind]).frames[len(context) :]
     elif kind == "closest-camera":
-        context_poses, target_poses, _ = load_camera_poses(folder / "camera.json")
-        index = closest_context_frames(
-            frame_poses(context_poses, len(context)), frame_poses(target_poses, target_frames), deg_per_metre
-        )
-        prediction = context[index]
+        prediction = context[
+            closest_context_frames_of(folder / "camera.json", len(context), target_frames, deg_per_metre)
+        ]
     else:
         raise InputError(f"baseline: expected one of {', '.join(BASELINES)}, got {kind!r}")
     return np.concatenate([context, prediction])

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..data.cameras import closest_context_frames, frame_poses, load_camera_poses
+from ..data.cameras import closest_context_frames_of
 from ..errors import InputError
 from ..flatland.views import revisited_beyond_window
 from ..io_utils import atomic_path, write_text_atomic
@@ -174,10 +174,7 @@ def _aligned_view_labels(gt: GroundTruth) -> np.ndarray | None:
     if gt.context_masks is None or not (gt.folder / "camera.json").is_file():
         return None
     truth = gt.truth
-    context_poses, target_poses, _ = load_camera_poses(gt.folder / "camera.json")
-    index = closest_context_frames(
-        frame_poses(context_poses, gt.context.shape[1]), frame_poses(target_poses, len(truth["labels"]))
-    )
+    index = closest_context_frames_of(gt.folder / "camera.json", gt.context.shape[1], len(truth["labels"]))
     # Each context frame once (a long target aligns many frames with the same few views), then picked per target frame.
     labels = segment_subjects(gt.context, truth["subject_colours"], truth["background_colours"]) * gt.context_masks
     return labels[index].numpy()
