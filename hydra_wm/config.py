@@ -149,6 +149,22 @@ class DiTConfig:
     the cameras, in the spirit of GTA (Miyato et al. 2024) and PRoPE (Li et al. 2025), restricted to yaw. A
     deliberate deviation, off for the real model (docs/deviations.md)."""
 
+    rope_head_velocity: tuple[float, ...] = ()
+    """Motion-sheared RoPE columns ("Galilean" heads): head h's column positions move by -v_h token columns per
+    frame, so its relative positions follow something walking v_h columns a frame: a query at (frame t, column c)
+    lines up with a key at (t', c - v_h (t - t')). Axial RoPE scores frames and columns separately (a sum of a
+    function of the frame offset and one of the column offset); it cannot favour the diagonal a walking subject
+    traces, which is what finding a subject again after it was out of view needs. One value per head (every block
+    alike) or one per block and head (block-major); 0 leaves a head as the reference has it. Empty: off. With
+    `rope_yaw_columns` the shear is on top of the camera's yaw shift, i.e. in world columns. A deliberate
+    deviation, off for the real model (docs/deviations.md)."""
+
+    rope_yaw_heads: tuple[float, ...] = ()
+    """Which heads `rope_yaw_columns` shifts, as a weight per head (every block alike) or per block and head
+    (block-major): 1 world columns, 0 the screen's. Empty: every head (what `rope_yaw_columns` alone does). Lets
+    some heads keep screen positions (e.g. those that retrieve and copy a returning view) while others see the
+    world. Part of the same deviation."""
+
     def __post_init__(self) -> None:
         self.patch_size = int_triple(self.patch_size, "patch_size")
         self.tokenizer_kernel = int_triple(self.tokenizer_kernel, "tokenizer_kernel")
@@ -181,11 +197,35 @@ class DiTConfig:
             raise ConfigError(f"top_k: expected >= 0, got {self.top_k}")
         if not math.isfinite(self.rope_yaw_columns):
             raise ConfigError(f"rope_yaw_columns: expected a finite number, got {self.rope_yaw_columns}")
+        for name in ("rope_head_velocity", "rope_yaw_heads"):
+            values = tuple(float(v) for v in getattr(self, name))
+            setattr(self, name, values)
+            if values and len(values) not in (self.num_heads, self.num_heads * self.num_layers):
+                raise ConfigError(
+                    f"{name}: expected {self.num_heads} values (one per head) or {self.num_heads * self.num_layers}"
+                    f" (one per block and head), got {len(values)}"
+                )
+            if not all(math.isfinite(v) for v in values):
+                raise ConfigError(f"{name}: expected finite numbers, got {values}")
         rope_split(self.head_dim)
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
+
+    def head_columns(self) -> list[tuple[tuple[float, ...], tuple[float, ...]]] | None:
+        """Per block, (yaw weight, velocity) of each head's RoPE columns (`rope_yaw_heads`, `rope_head_velocity`);
+        None when neither is set (every head alike: the shared tables)."""
+        if not self.rope_head_velocity and not self.rope_yaw_heads:
+            return None
+        n, layers = self.num_heads, self.num_layers
+
+        def per_block(values: tuple[float, ...], default: float) -> list[tuple[float, ...]]:
+            values = values or (default,) * n
+            values = values * layers if len(values) == n else values
+            return [values[i * n : (i + 1) * n] for i in range(layers)]
+
+        return list(zip(per_block(self.rope_yaw_heads, 1.0), per_block(self.rope_head_velocity, 0.0), strict=True))
 
     def replace(self, **changes) -> DiTConfig:
         return dataclasses.replace(self, **changes)

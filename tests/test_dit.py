@@ -770,6 +770,57 @@ def test_rope_yaw_columns_shift_each_frames_columns_and_nothing_else():
     torch.testing.assert_close(rope.grid(3, 2, 4, column_shift=torch.zeros(1, 3))[0], rope.grid(3, 2, 4))
 
 
+def test_rope_yaw_heads_choose_which_heads_see_world_columns():
+    model = random_model(attention="memory")
+    turn = lambda a, b: _turn_cameras(torch.linspace(a, b, 4))  # noqa: E731
+    x = dict(inputs(frames=8, batch=1), cam_context=turn(0, 1), cam_target=turn(1, 3))
+    yawed = with_config(model, rope_yaw_columns=1.5)
+    # every head weighted 1 is `rope_yaw_columns` alone; every head 0 is the screen's columns (the reference)
+    torch.testing.assert_close(run(with_config(yawed, rope_yaw_heads=(1.0, 1.0)), x), run(yawed, x))
+    torch.testing.assert_close(run(with_config(yawed, rope_yaw_heads=(0.0, 0.0)), x), run(model, x))
+    one = run(with_config(yawed, rope_yaw_heads=(0.0, 1.0)), x)
+    assert min((one - run(yawed, x)).abs().max(), (one - run(model, x)).abs().max()) > 1e-3
+    # the tables: head 0 the screen's, head 1 shifted by each frame's yaw
+    cams = torch.cat([x["cam_context"], x["cam_target"]], dim=1)
+    tables = with_config(yawed, rope_yaw_heads=(0.0, 1.0)).rope_tables_per_block((8, 2, 4), "cpu", cams)[0]
+    torch.testing.assert_close(tables["tokens"][0, :, 0], model.rope_tables((8, 2, 4), "cpu")["tokens"][:, 0])
+    torch.testing.assert_close(tables["tokens"][0, :, 1], yawed.rope_tables((8, 2, 4), "cpu", cams)["tokens"][0, :, 0])
+
+
+def test_rope_head_velocity_shears_each_heads_columns_by_its_frame_and_memory_tokens_alike():
+    model = random_model(attention="memory")
+    sheared = with_config(model, rope_head_velocity=(0.0, 0.75))  # debug: 2 heads, the same in both blocks
+    ropes = sheared.rope_tables_per_block((3, 2, 4), "cpu")
+    plain = model.rope_tables((3, 2, 4), "cpu")
+    assert ropes[0] is ropes[1] and ropes[0]["tokens"].shape == (1, 24, 2, 12)
+    for part in ("tokens", "memory"):
+        # head 0 (v = 0) keeps the reference's table; head 1's columns sit at column - 0.75 * frame
+        torch.testing.assert_close(ropes[0][part][0, :, 0], plain[part][:, 0])
+    f, r, c = torch.meshgrid(*(torch.arange(n, dtype=torch.float64) for n in (3, 2, 4)), indexing="ij")
+    angles = model.rope.angles(f.flatten(), r.flatten(), (c - 0.75 * f).flatten())
+    expected = torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+    torch.testing.assert_close(ropes[0]["tokens"][0, :, 1], expected)
+    # a key that walked v columns a frame scores against the query as one that stood still does without the shear
+    # (v = 1, a whole column a frame: from (frame 0, column 1) to (frame 2, column 3)); RoPE scores are relative
+    q, k = torch.randn(12, dtype=torch.complex64), torch.randn(12, dtype=torch.complex64)
+    score = lambda t, a, b: (q * t[a] * (k * t[b]).conj()).real.sum()  # noqa: E731
+    walk = with_config(model, rope_head_velocity=(1.0, 1.0)).rope_tables_per_block((3, 2, 4), "cpu")[0]["tokens"]
+    walk, still = walk[0, :, 0].reshape(3, 2, 4, 12), plain["tokens"][:, 0].reshape(3, 2, 4, 12)
+    torch.testing.assert_close(score(walk, (2, 1, 3), (0, 1, 1)), score(still, (2, 1, 3), (0, 1, 3)))
+    assert not torch.allclose(score(still, (2, 1, 3), (0, 1, 1)), score(still, (2, 1, 3), (0, 1, 3)))
+    # per block: one value per block and head gives each block its own table
+    per_block = with_config(model, rope_head_velocity=(0.0, 0.5, 0.0, -0.5)).rope_tables_per_block((3, 2, 4), "cpu")
+    assert not torch.allclose(per_block[0]["tokens"], per_block[1]["tokens"])
+    # through the model: zero velocities and screen columns on every head are the reference; a shear changes it
+    x = inputs(frames=8, batch=1)
+    torch.testing.assert_close(run(with_config(model, rope_head_velocity=(0.0, 0.0)), x), run(model, x))
+    assert (run(sheared, x) - run(model, x)).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="rope_head_velocity"):
+        dit_config("debug", rope_head_velocity=(0.1, 0.2, 0.3))
+    with pytest.raises(ConfigError, match="rope_yaw_heads"):
+        dit_config("debug", rope_yaw_heads=(math.nan, 1.0))
+
+
 @pytest.mark.parametrize("attention", ["memory", "full"])
 def test_rope_yaw_columns_off_is_the_reference_and_on_keeps_items_independent(attention):
     model = random_model(attention=attention)

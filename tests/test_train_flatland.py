@@ -46,6 +46,17 @@ def test_rope_yaw_columns_is_trained_exported_and_loaded(tmp_path):
     assert load_dit(again / "hydra.safetensors").cfg.rope_yaw_columns == 2.5
 
 
+def test_rope_head_options_are_trained_exported_and_loaded(tmp_path):
+    out = tmp_path / "run"
+    velocity = ["0", "0.1", "0", "-0.1"] * 2  # flatland-tiny: 4 blocks of 2 heads, one value per block and head
+    args = ["--steps", "1", "--rope-yaw-columns", "2.5", "--rope-yaw-heads", "0", "1"]
+    args += ["--rope-head-velocity", *velocity]
+    assert main(train_args(out, "flatland:debug", *args)) == 0
+    cfg = load_dit(out / "hydra.safetensors").cfg
+    assert (cfg.rope_yaw_heads, cfg.rope_head_velocity) == ((0.0, 1.0), (0.0, 0.1, 0.0, -0.1) * 2)
+    assert cfg.head_columns() == [((0.0, 1.0), (0.0, 0.1)), ((0.0, 1.0), (0.0, -0.1))] * 2
+
+
 def test_unknown_flatland_preset_is_a_one_line_error(tmp_path, capsys):
     assert main(train_args(tmp_path / "run", "flatland:nope")) == 2
     err = capsys.readouterr().err.strip()

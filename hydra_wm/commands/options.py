@@ -64,8 +64,8 @@ def add_config_options(
             parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
         elif kind.startswith("tuple["):
             element = _TYPES[kind.removeprefix("tuple[").split(",")[0].strip(" ]")]
-            count = len(kind.split(","))
-            metavar = metavars.get(field.name, (field.name.upper(),) * count)
+            count = "+" if kind.endswith(", ...]") else len(kind.split(","))  # tuple[float, ...]: one or more
+            metavar = metavars.get(field.name, field.name.upper() if count == "+" else (field.name.upper(),) * count)
             parser.add_argument(*names, type=element, nargs=count, metavar=metavar, **kwargs)
         else:
             parser.add_argument(*names, type=_TYPES[kind], choices=choices.get(field.name), **kwargs)

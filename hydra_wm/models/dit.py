@@ -138,28 +138,33 @@ class Rope3D:
         Each axis's rotations are computed once (F + H + W rows) and broadcast over the grid: the same float64
         angles and the same rounding to complex64 as computing them per token, at a fraction of the cost.
         `column_shift` (B, frames): every column position of a frame moved by its shift (`DiTConfig.rope_yaw_columns`);
-        the table is then (B, L, 1, d/2)."""
+        the table is then (B, L, 1, d/2). (B, frames, N): a shift per head as well (`DiTConfig.head_columns`); the
+        table is then (B, L, N, d/2)."""
         axes = []
         for axis, (size, stride, offset, part) in enumerate(
             zip((frames, rows, cols), strides, offsets, self.parts, strict=True)
         ):
             pos = torch.arange(size, device=device, dtype=torch.float64) * stride + offset
-            if axis == 2 and column_shift is not None:  # (B, F, W): each frame's columns at their own positions
-                pos = pos + column_shift.to(device, torch.float64)[:, :, None]
+            if axis == 2 and column_shift is not None:  # (B, F, [N,] W): each frame's columns at their own positions
+                pos = pos + column_shift.to(device, torch.float64)[..., None]
             inv_freq = self.theta ** (-torch.arange(0, part, 2, dtype=torch.float64, device=device) / part)
             angles = pos[..., None] * inv_freq  # (..., size, part/2)
             axes.append(torch.polar(torch.ones_like(angles), angles).to(torch.complex64))
         f, r, c = axes
-        c = c if column_shift is not None else c[None, None]  # (B | 1, F | 1, W, part/2)
-        shape = (c.shape[0], frames, rows, cols)
+        if column_shift is None:
+            c = c[None, None, None]  # (1, 1, 1, W, part/2)
+        elif column_shift.ndim == 2:
+            c = c[:, :, None]  # (B, F, 1, W, part/2)
+        heads = c.shape[2]
+        shape = (c.shape[0], frames, rows, cols, heads)
         table = torch.cat(
             [
-                f[None, :, None, None, :].expand(*shape, -1),
-                r[None, None, :, None, :].expand(*shape, -1),
-                c[:, :, None, :, :].expand(*shape, -1),
+                f[None, :, None, None, None, :].expand(*shape, -1),
+                r[None, None, :, None, None, :].expand(*shape, -1),
+                c.transpose(2, 3)[:, :, None].expand(*shape, -1),  # (B, F, 1, W, N, part/2)
             ],
             dim=-1,
-        ).reshape(shape[0], frames * rows * cols, 1, -1)
+        ).reshape(shape[0], frames * rows * cols, heads, -1)
         return table if column_shift is not None else table[0]
 
 
@@ -512,7 +517,37 @@ class HydraDiT(nn.Module):
         shift = None
         if self.cfg.rope_yaw_columns and cameras is not None:
             shift = self.cfg.rope_yaw_columns * camera_yaw(cameras)  # (B, F) token columns
-        memory_shift = None if shift is None else shift[:, : frames // kt * kt].unflatten(1, (-1, kt)).mean(-1)
+        return self._rope_grids(grid, device, shift)
+
+    def rope_tables_per_block(self, grid: tuple[int, int, int], device, cameras: Tensor | None = None) -> list[dict]:
+        """`rope_tables` for each block: the shared tables, or with `DiTConfig.head_columns` each block's own, a
+        column shift per head: yaw weight x the camera's yaw shift - velocity x frame position (blocks with the
+        same heads share theirs)."""
+        columns = self.cfg.head_columns()
+        if columns is None:
+            return [self.rope_tables(grid, device, cameras)] * self.cfg.num_layers
+        yaw = None
+        if self.cfg.rope_yaw_columns and cameras is not None:
+            yaw = self.cfg.rope_yaw_columns * camera_yaw(cameras)  # (B, F) token columns
+        frame_pos = torch.arange(grid[0], device=device, dtype=torch.float64)  # the tokens' RoPE frame positions
+        tables: dict[tuple, dict] = {}
+        for weights, velocity in columns:
+            if (weights, velocity) not in tables:
+                w = torch.tensor(weights, dtype=torch.float64, device=device)
+                v = torch.tensor(velocity, dtype=torch.float64, device=device)
+                shift = -frame_pos[None, :, None] * v  # (1, F, N)
+                if yaw is not None:
+                    shift = shift + yaw.to(device)[:, :, None] * w
+                tables[weights, velocity] = self._rope_grids(grid, device, shift)
+        return [tables[key] for key in columns]
+
+    def _rope_grids(self, grid: tuple[int, int, int], device, shift: Tensor | None) -> dict:
+        """The token and memory-token tables for column shifts (B, F[, N]) or None."""
+        kt, kh, kw = self.cfg.tokenizer_kernel
+        frames, rows, cols = grid
+        # A memory token sits at the mean position of the frames it summarises (its frame offset below), so it
+        # takes their mean shift.
+        memory_shift = None if shift is None else shift[:, : frames // kt * kt].unflatten(1, (-1, kt)).mean(2)
         return {
             "tokens": self.rope.grid(frames, rows, cols, device=device, column_shift=shift),
             "memory": self.rope.grid(
@@ -590,7 +625,7 @@ class HydraDiT(nn.Module):
             x = self._add_aligned_view(x, latents.to(dtype), cam_context, cam_target)
         grid = (frames, rows, cols)
         turning = torch.cat([cam_context, cam_target], dim=1) if cfg.rope_yaw_columns else None
-        rope = self.rope_tables(grid, latents.device, turning)
+        ropes = self.rope_tables_per_block(grid, latents.device, turning)
         cameras = (cam_context.to(dtype), cam_target.to(dtype))
         camera_scores = None
         if cfg.attention == "memory" and cfg.retrieval == "camera" and cfg.top_k > 0:
@@ -599,7 +634,7 @@ class HydraDiT(nn.Module):
             camera_scores = retrieval_camera_scores(torch.cat([cam_context, cam_target], dim=1), frames // kt, kt)
         # 4. blocks
         retrievals = []
-        for block in self.blocks:
+        for block, rope in zip(self.blocks, ropes, strict=True):
             x, retrieval = block(x, context, t_mod, cameras, grid, rope, camera_scores, attention_hook)
             retrievals.append(retrieval)
         # 5. head and unpatchify (channel innermost in the head's output vector)

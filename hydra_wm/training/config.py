@@ -105,6 +105,14 @@ class TrainConfig:
     """Train with `DiTConfig.rope_yaw_columns` (camera-aware RoPE columns: each frame's column positions shifted by
     its yaw times this many token columns per radian; 5.09 for Flatland `small-glance` with codec factor 2); None
     keeps the checkpoint's or preset's (off). A deviation for turning cameras, off for the real model."""
+    rope_head_velocity: tuple[float, ...] | None = None
+    """Train with `DiTConfig.rope_head_velocity` (motion-sheared RoPE heads: head h's columns move by -v_h token
+    columns per frame; one value per head, or per block and head); None keeps the checkpoint's or preset's (off).
+    From a checkpoint without it, the sheared heads start from the weights learned without. A deviation, off for the
+    real model."""
+    rope_yaw_heads: tuple[float, ...] | None = None
+    """Train with `DiTConfig.rope_yaw_heads` (which heads `rope_yaw_columns` shifts: 1 world columns, 0 the
+    screen's; per head, or per block and head); None keeps the checkpoint's or preset's (every head)."""
     top_k: int | None = None
     """Memory frames each query frame retrieves in `memory` mode (HyDRA: 10); None keeps the checkpoint's or
     preset's. A model's top-k is not fixed by its weights, so it may also change when starting from a checkpoint."""

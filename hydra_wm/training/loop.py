@@ -95,6 +95,7 @@ def build_model(config: TrainConfig, channels: int | None, text_dim: int | None)
     checked when they are None).
     """
     names = ("attention", "retrieval", "prediction", "tokenizer_kernel", "top_k", "rope_yaw_columns")
+    names += ("rope_head_velocity", "rope_yaw_heads")
     names += ("dim", "num_heads", "num_layers", "ffn_dim")  # sizes: fresh presets only (`TrainConfig`)
     overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     for name in ("aligned_view_input", "aligned_view_gate"):  # False keeps the checkpoint's (or the preset's: off)
