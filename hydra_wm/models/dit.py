@@ -512,12 +512,13 @@ class HydraDiT(nn.Module):
         §1.1; the authors' `get_compressed_freqs_cis_3d`). With `DiTConfig.rope_yaw_columns` and `cameras`
         (B, F, 12), every frame's columns are shifted by its yaw (`camera_yaw`) times that factor; a memory token
         by the mean shift of the frames it summarises."""
-        kt, kh, kw = self.cfg.tokenizer_kernel
-        frames, rows, cols = grid
-        shift = None
-        if self.cfg.rope_yaw_columns and cameras is not None:
-            shift = self.cfg.rope_yaw_columns * camera_yaw(cameras)  # (B, F) token columns
-        return self._rope_grids(grid, device, shift)
+        return self._rope_grids(grid, device, self._yaw_shift(cameras))
+
+    def _yaw_shift(self, cameras: Tensor | None) -> Tensor | None:
+        """(B, F) column shift in token columns of `DiTConfig.rope_yaw_columns`, or None when off."""
+        if not self.cfg.rope_yaw_columns or cameras is None:
+            return None
+        return self.cfg.rope_yaw_columns * camera_yaw(cameras)
 
     def rope_tables_per_block(self, grid: tuple[int, int, int], device, cameras: Tensor | None = None) -> list[dict]:
         """`rope_tables` for each block: the shared tables, or with `DiTConfig.head_columns` each block's own, a
@@ -526,9 +527,7 @@ class HydraDiT(nn.Module):
         columns = self.cfg.head_columns()
         if columns is None:
             return [self.rope_tables(grid, device, cameras)] * self.cfg.num_layers
-        yaw = None
-        if self.cfg.rope_yaw_columns and cameras is not None:
-            yaw = self.cfg.rope_yaw_columns * camera_yaw(cameras)  # (B, F) token columns
+        yaw = self._yaw_shift(cameras)
         frame_pos = torch.arange(grid[0], device=device, dtype=torch.float64)  # the tokens' RoPE frame positions
         tables: dict[tuple, dict] = {}
         for weights, velocity in columns:
@@ -537,7 +536,7 @@ class HydraDiT(nn.Module):
                 v = torch.tensor(velocity, dtype=torch.float64, device=device)
                 shift = -frame_pos[None, :, None] * v  # (1, F, N)
                 if yaw is not None:
-                    shift = shift + yaw.to(device)[:, :, None] * w
+                    shift = shift + yaw[:, :, None] * w
                 tables[weights, velocity] = self._rope_grids(grid, device, shift)
         return [tables[key] for key in columns]
 
