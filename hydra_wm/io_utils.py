@@ -150,6 +150,8 @@ def _atomic(final: Path, make_temporary, mode: int) -> Iterator[Path]:
     try:
         os.chmod(tmp, mode & ~current_umask())  # tempfile makes files 0600, folders 0700
         yield tmp
+        # again once written: some writers (safetensors' save_file) recreate the file, 0600 again
+        os.chmod(tmp, mode & ~current_umask())
         if tmp.is_dir() and final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -36,6 +36,7 @@ from hydra_wm.data.preprocess import pixel_encoders, preprocess
 from hydra_wm.data.video import read_frames, write_video
 from hydra_wm.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED
 from hydra_wm.flatland import flatland_config, write_dataset
+from hydra_wm.io_utils import atomic_path
 from hydra_wm.models.state_dicts import METADATA_KEY, read_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -686,9 +687,12 @@ def test_files_and_folders_honour_the_umask(umask, tmp_path, capsys):
         out = tmp_path / "set"
         assert run(capsys, "flatland", "make", out, "--preset", "debug", "--samples", "1", "--quiet")[0] == 0
         assert run(capsys, "cameras", EXAMPLES / "cam1.json", "--out", tmp_path / "cams.json")[0] == 0
+        with atomic_path(tmp_path / "model.safetensors") as tmp:  # how every weights writer saves
+            save_file({"x": torch.zeros(2)}, str(tmp))  # which recreates the file 0600
     finally:
         os.umask(previous)
-    for path in [out / "sample_00000", out / "sample_00000" / "cond.mp4", out / "caption.txt", tmp_path / "cams.json"]:
+    written = [out / "sample_00000", out / "sample_00000" / "cond.mp4", out / "caption.txt", tmp_path / "cams.json"]
+    for path in [*written, tmp_path / "model.safetensors"]:
         expected = (0o777 if path.is_dir() else 0o666) & ~umask
         assert path.stat().st_mode & 0o777 == expected, (path, oct(path.stat().st_mode))
 
