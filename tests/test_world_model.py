@@ -186,6 +186,11 @@ def test_demo_is_deterministic_and_the_attention_mode_changes_the_result(tmp_pat
     frames = world_model.side_by_side(first, "HyDRA")
     Tt, H, W = first.generated.shape[1:]
     assert frames.shape[0] == Tt and frames.shape[2] == 3 * W * 4 + 2 * 4 and frames.dtype == np.uint8
+    # a caption too long for its panel is cut short: the other panels' captions stay as they were
+    long = world_model.side_by_side(first, "HyDRA, camera-FOV retrieval, logits x0.75, view snap 1")
+    panel = W * 4 + 4
+    assert np.array_equal(long[:, :12, 2 * panel :], frames[:, :12, 2 * panel :])
+    assert not np.array_equal(long[:, :12, panel : 2 * panel], frames[:, :12, panel : 2 * panel])
 
 
 def test_camera_fov_retrieval_finds_the_frames_that_show_the_view(tmp_path, capsys):

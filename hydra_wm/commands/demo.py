@@ -160,18 +160,21 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.attention, args.weights, retrieval=args.retrieval, logit_scale=args.logit_scale)
     config = model.flatland
     label = {"memory": "HyDRA (memory)", "window": "window only", "full": "full attention"}[model.attention]
+    caption = label.split(" (")[0]  # the video's: one panel wide (128 pixels on small-glance)
     if model.attention == "memory" and model.dit.cfg.retrieval == "camera":
-        label = "memory, camera-FOV retrieval"
+        label, caption = "memory, camera-FOV retrieval", "HyDRA, camera FOV"
     if model.dit.cfg.attention_logit_scale != 1.0:
-        label = f"{label.split(' (')[0]}, logits x{model.dit.cfg.attention_logit_scale:g}"  # fits the video caption
+        label = f"{label.split(' (')[0]}, logits x{model.dit.cfg.attention_logit_scale:g}"
+        caption += f", logits x{model.dit.cfg.attention_logit_scale:g}"
     snap = model.card.view_snap if args.view_snap is None else args.view_snap
     if snap > 0:
         label = f"{label.split(' (')[0]}, view snap {snap:g}"
+        caption += f", snap {snap:g}"
     parameters = sum(p.numel() for p in model.dit.parameters()) / 1e6
     if args.rollout is not None:
         print(f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters, trained on preset "
               f"{model.card.flatland_preset!r}), world seed {seed}")  # fmt: skip
-        return run_rollout(args, model, label, seed, snap)
+        return run_rollout(args, model, caption, seed, snap)
     print(
         f"hydra-wm demo: {model.path.name} ({label}, {parameters:.2f} M parameters) on {args.samples} held-out "
         f"Flatland clip(s) (preset {model.card.flatland_preset!r}, {config.height}x{config.width}, "
@@ -198,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if not args.no_video:
             written.add(out / f"{name}.mp4")
-            write_video(out / f"{name}.mp4", side_by_side(result, label), config.fps)
+            write_video(out / f"{name}.mp4", side_by_side(result, caption), config.fps)
             if result.retrieval is not None:
                 written.update({out / f"{name}_retrieval.png", out / f"{name}_retrieval.safetensors"})
                 save_retrieval(out / f"{name}_retrieval.safetensors", result.retrieval)
@@ -254,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_rollout(args: argparse.Namespace, model, label: str, seed: int, view_snap: float) -> int:
+def run_rollout(args: argparse.Namespace, model, caption: str, seed: int, view_snap: float) -> int:
     """`demo --rollout N`: long held-out clips continued in N chunks; videos, timelines, long-horizon metrics."""
     import torch
     from tqdm import tqdm
@@ -302,7 +305,7 @@ def run_rollout(args: argparse.Namespace, model, label: str, seed: int, view_sna
             written.update({out / f"{name}.mp4", out / f"{name}_timeline.png", out / f"{name}_retrieval.json"})
             write_text_atomic(out / f"{name}_retrieval.json", json.dumps([r.to_json() for r in result.records]))
             write_video(
-                out / f"{name}.mp4", side_by_side(ClipResult(clip, result.generated, None, {}), label), config.fps
+                out / f"{name}.mp4", side_by_side(ClipResult(clip, result.generated, None, {}), caption), config.fps
             )
             plot_rollout_timeline(
                 result.records,

@@ -346,6 +346,8 @@ def side_by_side(result: ClipResult, label: str, scale: int = 4) -> np.ndarray:
     caption = Image.new("RGB", (width, header), (255, 255, 255))
     draw = ImageDraw.Draw(caption)
     for i, text in enumerate(("context", label, "ground truth")):
+        while len(text) > 3 and draw.textlength(text) > W * scale - 2:  # never into the next panel
+            text = text[:-3] + ".."
         draw.text((i * (W * scale + gap) + 2, 0), text, fill=(0, 0, 0))
     out[:, :header] = np.asarray(caption)
     for t in range(Tt):
