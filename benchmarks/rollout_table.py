@@ -2,7 +2,7 @@
 
     python benchmarks/rollout_table.py [--samples 16] [--seed 1000] [--steps 20] [--threads 1]
         [--rows memory,memory-window,memory-full,window,full-bounded] [--out runs/rollout-table] [--paired memory]
-        [--by-length] [--shard I/N]
+        [--by-length] [--shard I/N] [--candidate NAME=ROW:FILE ...]
 
 `--samples` held-out clips of world `long-glance` (20 context + 220 target frames: 11 chunks of 20; world seed
 `--seed`, the shipped models trained on seed 0) are written in the HM-World layout to OUT/data and continued by
@@ -22,7 +22,9 @@ frames), and by the baselines (repeat the last context frame; copy the context f
 * `memory-snap`, `rollout-snap`: as `memory` and `rollout`, sampled with view snapping at tolerance 1 (the 40-frame
   demo's sampler; every other row samples without it, whatever the model cards say);
 * `full-full`: the full-attention model over the full history (dense attention over up to 240 frames: ~10 min per
-  clip at 20 steps on one thread; not run by default).
+  clip at 20 steps on one thread; not run by default);
+* `--candidate NAME=ROW:FILE` adds a row NAME: as ROW, with the DiT file FILE instead of the shipped weights (a
+  candidate before it is shipped; its card beside it is used when present), paired like any other row.
 
 Every clip's scores are cached in OUT/scores/ROW/NAME.json and its frames in OUT/pred/ROW/NAME.mp4 (lossless; the
 layout `hydra-wm eval OUT/pred/ROW OUT/data` reads), so a stopped run resumes and a re-run only renders the tables.
@@ -66,6 +68,8 @@ class Row(NamedTuple):
     """`RolloutConfig.selection`."""
     view_snap: float = 0.0
     """View snapping tolerance (`pipeline.ViewSnap`; 0: the plain sampler, whatever the model card says)."""
+    weights: Path | None = None
+    """A DiT file instead of the shipped weights (`--candidate`)."""
 
 
 ROWS = {
@@ -126,7 +130,24 @@ def main() -> None:
         help="score only the clips whose index is I modulo N (to split a slow row over processes that share OUT; "
         "a later run without it reads every clip from the cache)",
     )
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="NAME=ROW:FILE",
+        help="add a row NAME: as ROW with the DiT file FILE instead of the shipped weights (repeatable)",
+    )
     args = parser.parse_args()
+    specs = dict(ROWS)
+    for text in args.candidate:
+        name, _, rest = text.partition("=")
+        base, _, file = rest.partition(":")
+        if not name or name in ROWS or base not in ROWS or not Path(file).is_file():
+            raise SystemExit(
+                f"--candidate: expected NAME=ROW:FILE with a new NAME, ROW one of {', '.join(ROWS)} and FILE an "
+                f"existing DiT file, got {text!r}"
+            )
+        specs[name] = ROWS[base]._replace(label=f"{ROWS[base].label}, weights {Path(file).name}", weights=Path(file))
     try:
         shard, shards = (int(x) for x in args.shard.split("/"))
         if not 0 <= shard < shards:
@@ -135,9 +156,9 @@ def main() -> None:
         raise SystemExit(f"--shard: expected I/N with 0 <= I < N, got {args.shard!r}") from None
     torch.set_num_threads(args.threads)
     rows = [r for r in args.rows.split(",") if r]
-    unknown = [r for r in rows if r not in ROWS]
+    unknown = [r for r in rows if r not in specs]
     if unknown:
-        raise SystemExit(f"--rows: unknown {unknown}; known: {', '.join(ROWS)}")
+        raise SystemExit(f"--rows: unknown {unknown}; known: {', '.join(specs)}")
     config = flatland_config("long-glance")
     plan = [CHUNK] * (config.target_frames // CHUNK)
     names = write_dataset(args.out / "data", config, args.samples, args.seed, progress=False)
@@ -145,8 +166,8 @@ def main() -> None:
     results: dict[str, dict[str, dict]] = {}
     seconds: dict[str, list[float]] = {}
     for row in rows:
-        spec = ROWS[row]
-        model = load_flatland_model(spec.attention, rollout=spec.rollout)
+        spec = specs[row]
+        model = load_flatland_model(spec.attention, spec.weights, rollout=spec.rollout)
         context = model.flatland.context_frames
         rollout_config = RolloutConfig.for_context(context, CHUNK, spec.history, selection=spec.selection)
         results[row], seconds[row] = {}, []
@@ -173,7 +194,7 @@ def main() -> None:
 
             results[kind][name] = clip_scores(args.out, kind, name, make)
     means = {row: mean_rollout_scores(list(per_clip.values())) for row, per_clip in results.items()}
-    labels = {**{r: ROWS[r].label for r in rows}, **BASELINES}
+    labels = {**{r: specs[r].label for r in rows}, **BASELINES}
     text = tables(means, labels, seconds, results, args, len(names))
     print(text)
     write_text_atomic(args.out / "table.md", text + "\n")
