@@ -148,9 +148,9 @@ def _atomic(final: Path, make_temporary, mode: int) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"{final}: cannot write ({write_problem(exc)})") from None
     try:
-        os.chmod(tmp, mode & ~current_umask())  # tempfile makes files 0600, folders 0700
         yield tmp
-        # again once written: some writers (safetensors' save_file) recreate the file, 0600 again
+        # once written: tempfile makes files 0600 and folders 0700, and some writers (safetensors' save_file)
+        # recreate the file 0600 again
         os.chmod(tmp, mode & ~current_umask())
         if tmp.is_dir() and final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
